@@ -1,0 +1,95 @@
+# wxmedia: the C core (src/) built as wxmedia/core.so, the Lua layer (lua/), the command (bin/).
+# Variable names follow LuaRocks' (CC, CFLAGS, LIBFLAG, LUA_INCDIR, CURL_INCDIR, LIBDIR, LUADIR,
+# DESTDIR); "where to find" (…_INCDIR, …_LIBDIR) stays apart from "where to install" (LIBDIR, LUADIR).
+
+# 5.1, 5.2, 5.3, 5.4 or jit (LuaJIT 2.1, what OpenResty runs)
+LUA_VERSION ?= 5.4
+MULTIARCH   := $(shell $(or $(CC),cc) -print-multiarch 2>/dev/null)
+
+ifeq ($(LUA_VERSION),jit)
+LUA         ?= luajit
+LUA_INCDIR  ?= /usr/include/luajit-2.1
+LUA_ABI     := 5.1
+else
+LUA         ?= lua$(LUA_VERSION)
+LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
+LUA_ABI     := $(LUA_VERSION)
+endif
+
+CC          ?= cc
+CURL_INCDIR ?= /usr/include/$(MULTIARCH)
+CURL_LIBDIR ?= /usr/lib/$(MULTIARCH)
+CFLAGS      ?= -O2 -g
+LIBFLAG     ?= -shared
+# The strict set (LPeg's list, trimmed to what gcc and clang share); DEV=1 makes them errors.
+WARNINGS    := -std=c99 -Wall -Wextra -Wshadow -Wconversion -Wsign-conversion -Wpointer-arith \
+               -Wcast-qual -Wcast-align -Wwrite-strings -Wundef -Wmissing-prototypes \
+               -Wstrict-prototypes -Wredundant-decls -Wdeclaration-after-statement \
+               -Wdisabled-optimization -Wformat=2 -Werror=return-type
+ifeq ($(DEV),1)
+WARNINGS    += -Werror
+endif
+ALL_CFLAGS   = $(CFLAGS) $(WARNINGS) -fPIC -fvisibility=hidden -D_DEFAULT_SOURCE \
+               -I$(LUA_INCDIR) -I$(CURL_INCDIR)
+ALL_LDFLAGS  = $(LIBFLAG) $(LDFLAGS) -L$(CURL_LIBDIR) -lcurl
+
+BUILD_DIR   := build/lua$(LUA_VERSION)
+CORE        := $(BUILD_DIR)/wxmedia/core.so
+SRCS        := $(wildcard src/*.c)
+HDRS        := $(wildcard src/*.h)
+
+# install locations
+PREFIX      ?= /usr/local
+LIBDIR      ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+LUADIR      ?= $(PREFIX)/share/lua/$(LUA_ABI)
+BINDIR      ?= $(PREFIX)/bin
+DESTDIR     ?=
+
+EMULATOR_DIR  ?= .emulator
+EMULATOR_PORT ?= 0
+
+.PHONY: all build deps test demo emulator emulator-stop bench install lint clean
+
+all: build
+build: $(CORE)
+
+$(CORE): $(SRCS) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $(SRCS) $(ALL_LDFLAGS)
+
+# Installs the Debian packages the project needs (as root), or names the one apt-get line to run.
+deps:
+	@.ci/deps
+
+# The whole suite, on Lua 5.4 and on LuaJIT, against the local emulator; ends "N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory DEV=1 LUA_VERSION=5.4 build
+	@$(MAKE) --no-print-directory DEV=1 LUA_VERSION=jit build
+	@spec/run
+
+demo: deps build
+	@$(LUA) examples/demo.lua
+
+emulator:
+	@emulator/wxmedia-emulator start --dir $(EMULATOR_DIR) --port $(EMULATOR_PORT)
+
+emulator-stop:
+	@emulator/wxmedia-emulator stop --dir $(EMULATOR_DIR)
+
+bench: deps build
+	@bench/run
+
+install: build
+	install -d $(DESTDIR)$(LIBDIR)/wxmedia $(DESTDIR)$(LUADIR)/wxmedia $(DESTDIR)$(BINDIR)
+	install -m 0755 $(CORE) $(DESTDIR)$(LIBDIR)/wxmedia/core.so
+	install -m 0644 lua/wxmedia.lua $(DESTDIR)$(LUADIR)/wxmedia.lua
+	cd lua && find wxmedia -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(LUADIR)/{} \;
+	install -m 0755 bin/wxmedia $(DESTDIR)$(BINDIR)/wxmedia
+
+lint:
+	luacheck -q lua spec emulator bench bin/wxmedia examples
+	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
+	  --inline-suppr --std=c99 -I src src
+
+clean:
+	rm -rf build
