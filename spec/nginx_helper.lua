@@ -1,0 +1,120 @@
+-- Starts Debian's nginx with its Lua module for the OpenResty specs: a private prefix below
+-- WXMEDIA_TEST_TMP, a free loopback port, daemon with a pid file (so spec/run can stop a leftover),
+-- and the repo's lua/ and build/luajit/ on the module paths. Never touches a system nginx.
+local helper = require "helper"
+
+local nginx_helper = {}
+
+local MODULES = "/usr/lib/nginx/modules"
+
+local Nginx = {}
+Nginx.__index = Nginx
+
+local function running_as_root()
+  local out = helper.sh("id -u")
+  return out:match("^0%s*$") ~= nil
+end
+
+-- The whole nginx.conf. opts.http is put inside http{} before the server, opts.server inside server{}.
+local function render(prefix, port, opts)
+  -- nginx resolves relative paths against its prefix, so the repo root must be absolute
+  local root = (helper.sh("realpath " .. helper.shell_quote(helper.root)):gsub("%s+$", ""))
+  local lines = {
+    "load_module " .. MODULES .. "/ndk_http_module.so;",
+    "load_module " .. MODULES .. "/ngx_http_lua_module.so;",
+    -- as root, nginx would run its workers as nobody, who cannot enter the private temp prefix
+    running_as_root() and "user root;" or "",
+    "daemon on;",
+    "master_process on;",
+    "worker_processes " .. (opts.workers or 4) .. ";",
+    "pid " .. prefix .. "/nginx.pid;",
+    "error_log " .. prefix .. "/error.log " .. (opts.log_level or "info") .. ";",
+    opts.thread_pool == false and "" or "thread_pool wxmedia threads=8;",
+    "events { worker_connections 1024; }",
+    "http {",
+    "  access_log off;",
+    "  client_body_temp_path " .. prefix .. "/body;",
+    "  proxy_temp_path " .. prefix .. "/proxy;",
+    "  fastcgi_temp_path " .. prefix .. "/fastcgi;",
+    "  uwsgi_temp_path " .. prefix .. "/uwsgi;",
+    "  scgi_temp_path " .. prefix .. "/scgi;",
+    "  lua_shared_dict wxmedia_tokens 1m;",
+    "  lua_shared_dict wxmedia_locks 1m;",
+    "  lua_shared_dict test 1m;",
+    ('  lua_package_path "%s%s/lua/?.lua;%s/lua/?/init.lua;%s/?.lua;%s/?/init.lua;;";')
+      :format(opts.package_path or "", root, root, "/usr/share/lua/5.1", "/usr/share/lua/5.1"),
+    ('  lua_package_cpath "%s/build/luajit/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";'):format(root),
+    opts.http or "",
+    "  server {",
+    "    listen 127.0.0.1:" .. port .. (opts.reuseport and " reuseport" or "") .. ";",
+    opts.server or "",
+    "  }",
+    "}",
+    "",
+  }
+  return table.concat(lines, "\n")
+end
+
+local function alive(pid)
+  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+end
+
+-- Starts nginx; opts: { workers = 4, http = "...", server = "...", thread_pool = true|false,
+-- reuseport = bool, log_level = "info", package_path = "extra/?.lua;" }.
+-- Returns an object with base_url, port, prefix, pid, :stop(), :curl(path, args), :error_log().
+function nginx_helper.start(opts)
+  opts = opts or {}
+  local prefix = helper.tmpdir()
+  assert(prefix ~= "" and prefix:match("wxmedia%-"), "no temp folder for nginx")
+  helper.sh("mkdir -p " .. helper.shell_quote(prefix .. "/logs"))
+  local conf = prefix .. "/nginx.conf"
+  local last
+  -- A random port in 20000-60999, retried when taken (like the emulator): nginx binds in the master
+  -- before it daemonizes, so "nginx returned 0" means the port is ours and accepting.
+  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
+  for _ = 1, 20 do
+    local port = math.random(20000, 60999)
+    helper.write(conf, render(prefix, port, opts))
+    local out, ok = helper.sh(("nginx -p %s -c %s 2>&1")
+      :format(helper.shell_quote(prefix .. "/"), helper.shell_quote(conf)))
+    if ok then
+      local pid = helper.read(prefix .. "/nginx.pid")
+      pid = pid and pid:match("%d+")
+      assert(pid, "nginx started but wrote no pid file")
+      return setmetatable({ prefix = prefix, pid = pid, port = port,
+        base_url = "http://127.0.0.1:" .. port }, Nginx)
+    end
+    last = out
+    if not out:find("Address already in use", 1, true) then break end
+  end
+  helper.rmtree(prefix)
+  error("nginx did not start: " .. tostring(last))
+end
+
+-- The error log so far, to look for warnings.
+function Nginx:error_log()
+  return helper.read(self.prefix .. "/error.log") or ""
+end
+
+-- Stops the master by pid (QUIT lets workers finish) and waits until it is gone; then removes the prefix.
+function Nginx:stop(keep)
+  if self.stopped then return end
+  self.stopped = true
+  os.execute("kill -QUIT " .. self.pid .. " 2>/dev/null")
+  for _ = 1, 100 do
+    if not alive(self.pid) then break end
+    os.execute("sleep 0.1")
+  end
+  if alive(self.pid) then
+    os.execute("kill -KILL " .. self.pid .. " 2>/dev/null")
+    os.execute("sleep 0.2")
+  end
+  if not keep then helper.rmtree(self.prefix) end
+end
+
+-- curl against this nginx: returns status, body, content_type (as helper.curl).
+function Nginx:curl(path, args)
+  return helper.curl((args or "") .. " " .. helper.shell_quote(self.base_url .. path))
+end
+
+return nginx_helper
