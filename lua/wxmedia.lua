@@ -1,0 +1,105 @@
+-- wxmedia: upload and download WeChat Official Account temporary media.
+--   local wxmedia = require "wxmedia"
+--   local res, err, details = wxmedia.upload("image", "photo.jpg")
+--   local got, err, details = wxmedia.get(res.media_id, "copy.jpg")
+-- The module-level functions use one client, built on first use from wxmedia.configure{...} or from
+-- the environment (WECHAT_APPID + WECHAT_APPSECRET, or WECHAT_ACCESS_TOKEN; WXMEDIA_BASE_URL).
+-- wxmedia.new{...} makes independent clients. Nothing here touches ngx: the OpenResty adapter is
+-- wxmedia.ngx.
+local os_getenv, pairs = os.getenv, pairs
+local client = require "wxmedia.client"
+local errors = require "wxmedia.errors"
+
+local _M = { _VERSION = "0.1.0" }
+
+_M.store = require "wxmedia.store"
+_M.media = require "wxmedia.media"
+_M.errors = errors
+_M.token_source = require "wxmedia.token"
+
+local config        -- the options of configure(), or nil
+local default       -- the module-level client, once built
+
+-- syntax: client, err, details = wxmedia.new(opts)
+function _M.new(opts)
+  client.check_arg(1, "new", opts, "table", 2)
+  return client.new(opts)
+end
+
+-- Options from the environment; nil when it names no token source.
+local function from_env()
+  local appid, secret = os_getenv("WECHAT_APPID"), os_getenv("WECHAT_APPSECRET")
+  local tok = os_getenv("WECHAT_ACCESS_TOKEN")
+  local opts
+  if appid and appid ~= "" and secret and secret ~= "" then
+    opts = { appid = appid, secret = secret }
+  elseif tok and tok ~= "" then
+    opts = { access_token = tok }
+  else
+    return nil
+  end
+  return opts
+end
+
+local function with_env_base_url(opts)
+  local base = os_getenv("WXMEDIA_BASE_URL")
+  if opts.base_url == nil and base and base ~= "" then
+    local copy = {}
+    for k, v in pairs(opts) do copy[k] = v end
+    copy.base_url = base
+    return copy
+  end
+  return opts
+end
+
+-- syntax: ok, err, details = wxmedia.configure(opts)   (the options of wxmedia.new)
+-- Replaces the module-level client; the environment is no longer read.
+function _M.configure(opts)
+  client.check_arg(1, "configure", opts, "table", 2)
+  local c, err, details = client.new(with_env_base_url(opts))
+  if not c then return nil, err, details end
+  config, default = opts, c
+  return true
+end
+
+local function module_client()
+  if default then return default end
+  local opts = config or from_env()
+  if not opts then
+    return errors.input("wxmedia is not configured: call wxmedia.configure{...} or set WECHAT_APPID and "
+      .. "WECHAT_APPSECRET (or WECHAT_ACCESS_TOKEN)")
+  end
+  local c, err, details = client.new(with_env_base_url(opts))
+  if not c then return nil, err, details end
+  default = c
+  return c
+end
+
+-- syntax: res, err, details = wxmedia.upload(type, path [, opts])
+function _M.upload(mtype, path, opts)
+  client.check_arg(1, "upload", mtype, "string", 2)
+  client.check_arg(2, "upload", path, "string", 2)
+  client.check_arg(3, "upload", opts, "table?", 2)
+  local c, err, details = module_client()
+  if not c then return nil, err, details end
+  return c:upload(mtype, path, opts)
+end
+
+-- syntax: res, err, details = wxmedia.get(media_id, path [, opts])
+function _M.get(media_id, path, opts)
+  client.check_arg(1, "get", media_id, "string", 2)
+  client.check_arg(2, "get", path, "string", 2)
+  client.check_arg(3, "get", opts, "table?", 2)
+  local c, err, details = module_client()
+  if not c then return nil, err, details end
+  return c:get(media_id, path, opts)
+end
+
+-- syntax: tok, err, details = wxmedia.token([force])
+function _M.token(force)
+  local c, err, details = module_client()
+  if not c then return nil, err, details end
+  return c:token(force)
+end
+
+return _M

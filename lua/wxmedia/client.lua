@@ -1,0 +1,231 @@
+-- The client: one account (or one token), one transport, and the policy around each call:
+-- checks before upload, the access_token, one replay after WeChat refuses a token, and retries.
+-- The bytes move in the transport (by default a session of the C core: one per client, so
+-- consecutive calls reuse the connection).
+local error, pairs, pcall, require, setmetatable, tostring, type =
+  error, pairs, pcall, require, setmetatable, tostring, type
+local format = string.format
+local cjson = require("cjson.safe").new()
+local errors = require "wxmedia.errors"
+local media = require "wxmedia.media"
+local retry = require "wxmedia.retry"
+local token = require "wxmedia.token"
+
+local _M = {}
+local mt = { __index = _M }
+
+_M.DEFAULT_BASE_URL = "https://api.weixin.qq.com"
+
+-- The C core, or nil when it cannot load (a custom transport then does without it).
+local core_loaded, core
+local function load_core()
+  if core_loaded == nil then
+    core_loaded, core = pcall(require, "wxmedia.core")
+    if not core_loaded then core = nil end
+  end
+  return core
+end
+
+-- Raises like Lua's own argument checks: "bad argument #2 to 'upload' (string expected, got nil)".
+function _M.check_arg(n, fname, value, expected, level)
+  local t = type(value)
+  if t == expected or (expected == "table?" and (value == nil or t == "table")) then return end
+  error(format("bad argument #%d to '%s' (%s expected, got %s)", n, fname,
+    expected == "table?" and "table" or expected, value == nil and "no value" or t), (level or 2) + 1)
+end
+local check_arg = _M.check_arg
+
+local OPTION_TYPES = {
+  appid = "string", secret = "string", access_token = "string", token_provider = "function",
+  base_url = "string", token_api = "string", retries = "number", backoff = "table", timeout = "number",
+  connect_timeout = "number", low_speed_limit = "number", low_speed_time = "number", cainfo = "string",
+  capath = "string", verify = "boolean", proxy = "string", user_agent = "string", progress = "function",
+  on_retry = "function", limits = "table", sleep = "function", now = "function", lock_timeout = "number",
+}
+
+-- opts: see the README. Returns the client, or nil, message, details (kind "input") when the
+-- options do not name a token source.
+function _M.new(opts)
+  check_arg(1, "new", opts, "table")
+  for name, expected in pairs(OPTION_TYPES) do
+    if opts[name] ~= nil and type(opts[name]) ~= expected then
+      error(format("bad option '%s' to 'new' (%s expected, got %s)", name, expected, type(opts[name])), 2)
+    end
+  end
+  local mode
+  if opts.access_token then
+    mode = "static"
+  elseif opts.token_provider then
+    mode = "provider"
+  elseif opts.appid and opts.secret then
+    mode = opts.token_api or "stable"
+    if mode ~= "stable" and mode ~= "classic" then
+      return errors.input(format("new: token_api must be \"stable\" or \"classic\", not \"%s\"", mode))
+    end
+  else
+    return errors.input("new: no access_token source: give appid and secret, access_token, or token_provider")
+  end
+  local self = setmetatable({
+    opts = opts,
+    transport = opts.transport,
+    sleep = opts.sleep,
+    now = opts.now,
+  }, mt)
+  if not self.sleep or not self.now then
+    local c = load_core()
+    if not c then
+      return errors.fail("io", "new: the C core wxmedia.core cannot be loaded, and no sleep/now was given")
+    end
+    self.sleep = self.sleep or c.sleep
+    self.now = self.now or c.time
+  end
+  -- The transport is made on first use; tokens reach it through this indirection.
+  local client = self
+  local lazy = { request = function(_, ...) return client:_transport():request(...) end }
+  self.tokens = token.new({
+    mode = mode, appid = opts.appid, secret = opts.secret, access_token = opts.access_token,
+    provider = opts.token_provider, store = opts.token_store, now = self.now, transport = lazy,
+    lock_timeout = opts.lock_timeout,
+  })
+  return self
+end
+
+-- The transport: given, or a core session built from the client's options on first use.
+function _M._transport(self)
+  if self.transport then return self.transport end
+  local c = load_core()
+  if not c then error("wxmedia.core cannot be loaded and no transport was given", 3) end
+  local o = self.opts
+  local s, err = c.session({
+    base_url = o.base_url or _M.DEFAULT_BASE_URL, timeout = o.timeout, connect_timeout = o.connect_timeout,
+    low_speed_limit = o.low_speed_limit, low_speed_time = o.low_speed_time, cainfo = o.cainfo,
+    capath = o.capath, proxy = o.proxy, user_agent = o.user_agent, verify = o.verify,
+  })
+  if not s then error("cannot create a wxmedia.core session: " .. tostring(err), 3) end
+  self.transport = s
+  return s
+end
+
+-- Options of one call: the call's own, else the client's.
+local function policy(self, opts)
+  local o = self.opts
+  local function pick(name)
+    if opts and opts[name] ~= nil then return opts[name] end
+    return o[name]
+  end
+  return {
+    retries = pick("retries"), backoff = pick("backoff"), on_retry = pick("on_retry"),
+    sleep = (opts and opts.sleep) or self.sleep, progress = pick("progress"), limits = pick("limits"),
+    jssdk = opts and opts.jssdk,
+  }
+end
+
+-- Runs one exchange with a token; when WeChat refuses that token, gets a fresh one and replays
+-- once (the transport re-reads the file from its start). Never more: a second refusal is final.
+local function with_token(self, what, exchange)
+  local tok, msg, details = self.tokens:get()
+  if not tok then return nil, msg, details end
+  local res
+  res, msg, details = exchange(tok)
+  if res or not (details and errors.is_token_errcode(details.errcode)) then return res, msg, details end
+  local ok, rmsg, rdetails = self.tokens:rejected(tok, details.errcode, what)
+  if not ok then return nil, rmsg, rdetails end
+  tok, msg, details = self.tokens:get()
+  if not tok then return nil, msg, details end
+  res, msg, details = exchange(tok)
+  if res or not (details and errors.is_token_errcode(details.errcode)) then return res, msg, details end
+  return token.refused(self.tokens, what, details.errcode)
+end
+
+-- WeChat's answer to a JSON call: the decoded table, or nil, message, details.
+local function decode_answer(what, res)
+  local doc = cjson.decode(res.body or "")
+  local code = type(doc) == "table" and doc.errcode or nil
+  if res.status ~= 200 then
+    return errors.http(what, res.status, code, type(doc) == "table" and doc.errmsg or nil)
+  end
+  if type(doc) ~= "table" then
+    return errors.fail("api", what .. ": wechat's answer is not json", { status = res.status })
+  end
+  if code and code ~= 0 then return errors.api(what, code, doc.errmsg, res.status) end
+  return doc
+end
+
+local function upload_result(mtype, doc)
+  local id = doc.media_id or doc.thumb_media_id
+  if type(id) ~= "string" or id == "" then
+    return errors.fail("api", "upload: wechat's answer holds no media_id", { status = 200 })
+  end
+  local res = { type = doc.type or mtype, media_id = id, created_at = doc.created_at }
+  if mtype == "thumb" then res.thumb_media_id = doc.thumb_media_id or id end
+  return res
+end
+
+-- syntax: res, err, details = client:upload(type, path [, opts])
+function _M.upload(self, mtype, path, opts)
+  check_arg(1, "upload", mtype, "string")
+  check_arg(2, "upload", path, "string")
+  check_arg(3, "upload", opts, "table?")
+  local p = policy(self, opts)
+  local c = load_core()
+  local info, msg, details = media.check(mtype, path, { limits = p.limits, stat = c and c.stat })
+  if not info then return nil, msg, details end
+  local send = { filename = info.filename, content_type = info.content_type, progress = p.progress }
+  return retry.run(p, function()
+    return with_token(self, "upload", function(tok)
+      local res, err, kind = self:_transport():upload(tok, mtype, path, send)
+      if not res then return errors.transport("upload", err, kind) end
+      local doc, m, d = decode_answer("upload", res)
+      if not doc then return nil, m, d end
+      return upload_result(mtype, doc)
+    end)
+  end)
+end
+
+-- A video's get answers {"video_url": ...}: download that URL (a CDN, no token) into path.
+local function follow_video(self, url, path, p)
+  local res, err, kind = self:_transport():fetch(url, path, { progress = p.progress })
+  if not res then return errors.transport("get video_url", err, kind) end
+  if not res.file then
+    if res.status ~= 200 then return errors.http("get video_url", res.status) end
+    return errors.fail("api", "get video_url: the server answered text, not the video",
+      { status = res.status })
+  end
+  return { path = res.path or path, size = res.size, content_type = res.content_type,
+    filename = res.filename, video_url = url }
+end
+
+-- syntax: res, err, details = client:get(media_id, path [, opts])   opts.jssdk: HD voice (speex)
+function _M.get(self, media_id, path, opts)
+  check_arg(1, "get", media_id, "string")
+  check_arg(2, "get", path, "string")
+  check_arg(3, "get", opts, "table?")
+  if media_id == "" then return errors.input("get: media_id is empty") end
+  if path == "" then return errors.input("get: path is empty") end
+  local p = policy(self, opts)
+  local args = { jssdk = p.jssdk or nil, progress = p.progress }
+  return retry.run(p, function()
+    return with_token(self, "get", function(tok)
+      local res, err, kind = self:_transport():get(tok, media_id, path, args)
+      if not res then return errors.transport("get", err, kind) end
+      if res.file then
+        return { path = res.path or path, size = res.size, content_type = res.content_type,
+          filename = res.filename }
+      end
+      local doc, m, d = decode_answer("get", res)
+      if not doc then return nil, m, d end
+      if type(doc.video_url) == "string" and doc.video_url ~= "" then
+        return follow_video(self, doc.video_url, path, p)
+      end
+      return errors.fail("api", "get: wechat answered json without the file", { status = res.status })
+    end)
+  end)
+end
+
+-- syntax: tok, err, details = client:token([force])
+function _M.token(self, force)
+  local p = policy(self, nil)
+  return retry.run(p, function() return self.tokens:get(force == true) end)
+end
+
+return _M

@@ -1,0 +1,143 @@
+-- Media types and formats: what WeChat accepts for each type, the default size limits, the format
+-- judged from a file's leading bytes, and the filename to send. WeChat reads the type from the
+-- part's filename extension (40005) and refuses RFC 2231 names (41005), so the name we send is plain
+-- ASCII and carries the detected format's extension, whatever the file is called on disk.
+local io_open, ipairs, pairs, tostring, type = io.open, ipairs, pairs, tostring, type
+local byte, format, concat, sort = string.byte, string.format, table.concat, table.sort
+local errors = require "wxmedia.errors"
+
+local _M = {}
+
+local KB, MB = 1024, 1024 * 1024
+
+-- Formats: the extension we send, the extensions a file may already carry, the part's Content-Type.
+_M.formats = {
+  jpeg = { ext = "jpg", exts = { jpg = true, jpeg = true }, content_type = "image/jpeg" },
+  png  = { ext = "png", exts = { png = true }, content_type = "image/png" },
+  gif  = { ext = "gif", exts = { gif = true }, content_type = "image/gif" },
+  amr  = { ext = "amr", exts = { amr = true }, content_type = "audio/amr" },
+  mp3  = { ext = "mp3", exts = { mp3 = true }, content_type = "audio/mpeg" },
+  mp4  = { ext = "mp4", exts = { mp4 = true }, content_type = "video/mp4" },
+}
+
+-- Types: the formats each accepts (in the order messages list them). Limits are today's documented
+-- ones (../shared/wechat-api.md); they are data, overridable per client and per call.
+_M.types = {
+  image = { formats = { "jpeg", "png", "gif" } },
+  voice = { formats = { "amr", "mp3" } },
+  video = { formats = { "mp4" } },
+  thumb = { formats = { "jpeg" } },
+}
+
+_M.DEFAULT_LIMITS = { image = 10 * MB, voice = 2 * MB, video = 10 * MB, thumb = 64 * KB }
+
+-- How many leading bytes sniff() needs.
+_M.SNIFF_BYTES = 16
+
+local function is_mp3_frame_sync(head)
+  local b0, b1 = byte(head, 1, 2)
+  if b0 ~= 0xFF or not b1 or b1 < 0xE0 then return false end
+  local version = (b1 - b1 % 8) / 8 % 4      -- bits 4-3: 01 is reserved
+  local layer = (b1 - b1 % 2) / 2 % 4         -- bits 2-1: 00 is reserved
+  return version ~= 1 and layer ~= 0
+end
+
+-- The format of a file from its first bytes, or nil when it is none WeChat accepts.
+function _M.sniff(head)
+  if type(head) ~= "string" then return nil end
+  if head:sub(1, 3) == "\255\216\255" then return "jpeg" end
+  if head:sub(1, 8) == "\137PNG\r\n\26\n" then return "png" end
+  if head:sub(1, 6) == "GIF87a" or head:sub(1, 6) == "GIF89a" then return "gif" end
+  if head:sub(1, 6) == "#!AMR\n" or head:sub(1, 9) == "#!AMR-WB\n" then return "amr" end
+  if head:sub(5, 8) == "ftyp" then return "mp4" end
+  if head:sub(1, 3) == "ID3" or is_mp3_frame_sync(head) then return "mp3" end
+  return nil
+end
+
+function _M.basename(path)
+  return (path:match("([^/]*)/*$"))
+end
+
+-- The filename to send: the file's own name when it is printable ASCII (no quote or backslash) and
+-- already ends in one of the format's extensions, else "media.<ext>".
+function _M.filename(path, fmt)
+  local f = _M.formats[fmt]
+  local name = _M.basename(path)
+  local ext = name:match("%.([^.]+)$")
+  if ext and f.exts[ext:lower()] and name:match("^[ -~]+$") and not name:find('["\\]') then
+    return name
+  end
+  return "media." .. f.ext
+end
+
+-- Size and kind of a path through plain io, for when no stat function is given (the client passes
+-- the C core's). A directory opens on Linux but cannot be read.
+local function io_stat(path)
+  local f, err = io_open(path, "rb")
+  if not f then return nil, err, "input" end
+  local ok, rerr, code = f:read(0)
+  if ok == nil and rerr then
+    f:close()
+    if code == 21 then return { type = "directory", size = 0 } end
+    return nil, rerr, "input"
+  end
+  local size = f:seek("end")
+  f:close()
+  return { type = "file", size = size }
+end
+
+local function type_names()
+  local names = {}
+  for name in pairs(_M.types) do names[#names + 1] = name end
+  sort(names)
+  return concat(names, ", ")
+end
+
+-- Checks a file before anything is sent. opts: { limits = {type = bytes}, stat = function(path) }.
+-- Returns { type, format, filename, content_type, size } or nil, message, details (kind "input").
+function _M.check(mtype, path, opts)
+  opts = opts or {}
+  local t = _M.types[mtype]
+  if not t then
+    return errors.input(format("upload: unknown media type '%s' (expected one of %s)",
+      tostring(mtype), type_names()))
+  end
+  local st, serr = (opts.stat or io_stat)(path)
+  if not st then
+    return errors.input(format("upload: cannot use '%s': %s", path, tostring(serr)))
+  end
+  if st.type == "directory" then
+    return errors.input(format("upload: '%s' is a directory, not a file", path))
+  elseif st.type ~= "file" then
+    return errors.input(format("upload: '%s' is not a regular file", path))
+  elseif st.size == 0 then
+    return errors.input(format("upload: '%s' is empty", path))
+  end
+  local limit = (opts.limits and opts.limits[mtype]) or _M.DEFAULT_LIMITS[mtype]
+  if st.size > limit then
+    return errors.input(format("upload: '%s' is %d bytes, over the %d-byte limit for %s",
+      path, st.size, limit, mtype))
+  end
+  local f, oerr = io_open(path, "rb")
+  local head = f and f:read(_M.SNIFF_BYTES)
+  if f then f:close() end
+  if not head then
+    return errors.input(format("upload: cannot read '%s': %s", path, tostring(oerr or "read failed")))
+  end
+  local fmt = _M.sniff(head)
+  local allowed = false
+  for _, name in ipairs(t.formats) do
+    if name == fmt then allowed = true end
+  end
+  if not allowed then
+    return errors.input(format("upload: '%s' is %s; %s accepts %s", path,
+      fmt and ("a " .. fmt .. " file") or "not a format wechat accepts", mtype, concat(t.formats, ", ")))
+  end
+  local info = _M.formats[fmt]
+  return {
+    type = mtype, format = fmt, size = st.size,
+    filename = _M.filename(path, fmt), content_type = info.content_type,
+  }
+end
+
+return _M

@@ -1,0 +1,220 @@
+-- access_token sources: "stable" (cgi-bin/stable_token, the default: every process and server of
+-- an account gets the same token without kicking the others out), "classic" (cgi-bin/token: each
+-- call issues a new one), "static" (a token the caller gives) and "provider" (a function of the
+-- caller's). The first two cache their token in a store with an absolute expiry, refresh it 300 s
+-- early (inside WeChat's 5-minute overlap, so a refresh elsewhere is harmless) and fetch under the
+-- store's lock, so that one caller fetches while the others wait and then read. The last two are
+-- read-only: a token WeChat refuses is reported, never refreshed.
+local pcall, setmetatable, tonumber, tostring, type = pcall, setmetatable, tonumber, tostring, type
+local format = string.format
+local cjson = require("cjson.safe").new()
+local errors = require "wxmedia.errors"
+local store_mod = require "wxmedia.store"
+
+local _M = {}
+local mt = { __index = _M }
+
+_M.EARLY = 300          -- refresh this many seconds before expiry
+_M.FORCE_INTERVAL = 30  -- WeChat allows one force_refresh of the stable token per 30 s
+_M.LOCK_TIMEOUT = 10
+
+-- One process-wide memory store, so that every client of one account in a process shares a token.
+local default_store
+
+function _M.default_store()
+  if not default_store then default_store = store_mod.memory() end
+  return default_store
+end
+
+-- The store key of an account's token; never holds the secret.
+function _M.key(token_api, appid)
+  return "wxmedia:token:" .. token_api .. ":" .. appid
+end
+
+-- opts: { mode = "stable"|"classic"|"static"|"provider", appid =, secret =, access_token =,
+--   provider = function() -> token, expires_in, store =, transport = (an object with :request),
+--   now = function() -> wall seconds, lock_timeout = }.
+function _M.new(opts)
+  local mode = opts.mode
+  local self = setmetatable({
+    mode = mode, appid = opts.appid, now = opts.now, transport = opts.transport,
+    lock_timeout = opts.lock_timeout or _M.LOCK_TIMEOUT,
+    -- the source of an access_token, so that a refused one can be replaced
+    refreshable = mode == "stable" or mode == "classic",
+  }, mt)
+  -- Kept out of the object's fields, so that printing or serialising a source shows no secret.
+  local secret, static_token, provider = opts.secret, opts.access_token, opts.provider
+  self.credentials = function() return secret end
+  self.static = function() return static_token end
+  self.provider = provider
+  if self.refreshable then
+    self.store = store_mod.wrap(opts.store or _M.default_store())
+    self.key = _M.key(mode, self.appid)
+  end
+  return self
+end
+
+local function decode_record(text)
+  local rec = type(text) == "string" and cjson.decode(text)
+  if type(rec) == "table" and type(rec.access_token) == "string" and type(rec.expires_at) == "number" then
+    return rec
+  end
+  return nil
+end
+
+function _M.read(self)
+  return decode_record(self.store:get(self.key))
+end
+
+-- A record is used until refresh_at (300 s before expiry; half its life for a short-lived token).
+local function fresh(self, rec)
+  if not rec then return false end
+  return self.now() < (rec.refresh_at or rec.expires_at - _M.EARLY)
+end
+
+local function lock(self, suffix)
+  if not self.store.lock then return nil end
+  -- Waiting longer than the timeout means the holder is stuck: going on without the lock costs at
+  -- most one extra token request, which is better than failing the user's call.
+  return (self.store:lock(self.key .. suffix, self.lock_timeout))
+end
+
+local function unlock(l)
+  if l then l:unlock() end
+end
+
+-- One request to WeChat's token endpoint; returns a record { access_token, expires_at, refresh_at }.
+function _M.fetch(self, force_refresh)
+  local what = self.mode == "stable" and "stable_token" or "token"
+  local res, msg, kind
+  if self.mode == "stable" then
+    res, msg, kind = self.transport:request("POST", "/cgi-bin/stable_token", {
+      body = cjson.encode({ grant_type = "client_credential", appid = self.appid,
+        secret = self.credentials(), force_refresh = force_refresh == true }),
+      content_type = "application/json",
+    })
+  else
+    res, msg, kind = self.transport:request("GET", "/cgi-bin/token", {
+      query = { grant_type = "client_credential", appid = self.appid, secret = self.credentials() },
+    })
+  end
+  if not res then return errors.transport(what, msg, kind) end
+  local doc = cjson.decode(res.body or "")
+  if type(doc) ~= "table" then doc = {} end
+  local code = tonumber(doc.errcode)
+  if res.status ~= 200 then return errors.http(what, res.status, code, doc.errmsg) end
+  if code and code ~= 0 then
+    local r, m, d = errors.api(what, code, doc.errmsg, res.status)
+    -- whatever a token endpoint refuses is a token problem, unless waiting can cure it
+    if not d.retryable then d.kind = "token" end
+    return r, m, d
+  end
+  local expires_in = tonumber(doc.expires_in)
+  if type(doc.access_token) ~= "string" or doc.access_token == "" or not expires_in or expires_in <= 0 then
+    return errors.fail("token", what .. ": wechat's answer holds no access_token", { status = res.status })
+  end
+  local now = self.now()
+  local early = expires_in > 2 * _M.EARLY and _M.EARLY or expires_in / 2
+  return {
+    access_token = doc.access_token, expires_at = now + expires_in, refresh_at = now + expires_in - early,
+  }
+end
+
+local function save(self, rec)
+  local ttl = rec.expires_at - self.now()
+  if ttl > 0 then self.store:set(self.key, cjson.encode(rec), ttl) end
+end
+
+local function from_provider(self, force)
+  if not force and self.cached and self.now() < self.cached.refresh_at then
+    return self.cached.access_token
+  end
+  local ok, tok, expires_in = pcall(self.provider)
+  if not ok or type(tok) ~= "string" or tok == "" then
+    local why = not ok and errors.redact(tostring(tok)) or (expires_in and tostring(expires_in)) or "no token"
+    return errors.fail("token", "token_provider gave no access_token: " .. why)
+  end
+  expires_in = tonumber(expires_in)
+  if expires_in and expires_in > 0 then
+    local early = expires_in > 2 * _M.EARLY and _M.EARLY or expires_in / 2
+    self.cached = { access_token = tok, refresh_at = self.now() + expires_in - early }
+  else
+    self.cached = nil
+  end
+  return tok
+end
+
+-- The access_token to use: cached while fresh, else fetched once (under the store's lock) and stored.
+-- force: skip the cache and ask the source again (stable: without force_refresh, which is kept for
+-- tokens WeChat refused).
+function _M.get(self, force)
+  if self.mode == "static" then return self.static() end
+  if self.mode == "provider" then return from_provider(self, force) end
+  if not force then
+    local rec = self:read()
+    if fresh(self, rec) then return rec.access_token end
+  end
+  local l = lock(self, ":lock")
+  local rec = self:read()
+  if not force and fresh(self, rec) then
+    unlock(l)
+    return rec.access_token
+  end
+  local new, msg, details = self:fetch(false)
+  if new then save(self, new) end
+  unlock(l)
+  if not new then return nil, msg, details end
+  return new.access_token
+end
+
+local function refused(self, what, code)
+  local who = self.mode == "static" and "the access_token given to wxmedia"
+    or self.mode == "provider" and "the access_token from token_provider"
+    or "a freshly fetched access_token"
+  return errors.fail("token", format("%s: wechat refused %s (errcode %s); it is not refreshed again",
+    what, who, tostring(code)), { errcode = code })
+end
+_M.refused = refused
+
+-- WeChat refused `failed` (errcode 40001, 40014, 42001 or 41001). Makes a fresh token available
+-- for one replay: returns true, or nil, message, details (kind "token" for read-only sources).
+-- The store's token is dropped only if it is still the one that failed: another process may have
+-- replaced it already, and that newer token must survive.
+function _M.rejected(self, failed, code, what)
+  what = what or "token"
+  if not self.refreshable then
+    self.cached = nil  -- a provider may have a new token by the next call
+    return refused(self, what, code)
+  end
+  local l = lock(self, ":lock")
+  local rec = self:read()
+  if rec and rec.access_token ~= failed and fresh(self, rec) then
+    unlock(l)
+    return true
+  end
+  if rec then self.store:delete(self.key) end
+  local force = false
+  if self.mode == "stable" then
+    -- WeChat refused the stable token it hands out now: only force_refresh replaces it, and WeChat
+    -- allows that once per 30 s (20 a day).
+    local now = self.now()
+    local last = tonumber(self.store:get(self.key .. ":forced")) or self.last_forced
+    if not last or now - last >= _M.FORCE_INTERVAL then
+      force = true
+      self.last_forced = now
+      self.store:set(self.key .. ":forced", tostring(now), _M.FORCE_INTERVAL)
+    end
+  end
+  local new, msg, details = self:fetch(force)
+  if new and new.access_token == failed then
+    unlock(l)
+    return errors.fail("token", format("%s: wechat refused the stable access_token (errcode %s) and it was "
+      .. "force-refreshed less than %d s ago", what, tostring(code), _M.FORCE_INTERVAL), { errcode = code })
+  end
+  if new then save(self, new) end
+  unlock(l)
+  if not new then return nil, msg, details end
+  return true
+end
+
+return _M
