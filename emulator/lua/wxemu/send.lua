@@ -1,0 +1,52 @@
+-- Writes every response of a WeChat route, so the body faults (drip, reset_response, truncate) apply
+-- to all of them the same way.
+local ngx = ngx
+local string_sub, math_floor, math_max, math_min = string.sub, math.floor, math.max, math.min
+
+local _M = {}
+
+-- Drops the connection without a proper end: nginx closes the socket (444 is nginx's "close now";
+-- with request data still unread the kernel answers with a reset).
+function _M.abort()
+  return ngx.exit(444)
+end
+
+local function drip(body, rate)
+  -- ten slices a second, each flushed before the pause
+  local step = math_max(1, math_floor(rate / 10))
+  local pos = 1
+  while pos <= #body do
+    local piece = string_sub(body, pos, pos + step - 1)
+    pos = pos + #piece
+    ngx.print(piece)
+    local ok = ngx.flush(true)
+    if not ok then return end
+    if pos <= #body then ngx.sleep(#piece / rate) end
+  end
+end
+
+-- Sends status, headers (a table) and body (a string), honouring the request's fault.
+function _M.reply(status, headers, body)
+  local fault = ngx.ctx.fault
+  ngx.status = status
+  for k, v in pairs(headers) do ngx.header[k] = v end
+  ngx.header["Content-Length"] = #body
+  local kind = fault and fault.kind
+  if kind == "drip" then
+    drip(body, fault.rate)
+    return ngx.exit(ngx.OK)
+  elseif kind == "reset_response" or kind == "truncate" then
+    -- reset_response: headers and a part of the body, then the connection drops mid-body;
+    -- truncate: all but the last few bytes of the body, then the connection closes.
+    local keep = kind == "truncate" and math_max(0, #body - math_max(1, math_min(16, math_floor(#body / 4))))
+      or math_floor(#body / 2)
+    ngx.send_headers()
+    if keep > 0 then ngx.print(string_sub(body, 1, keep)) end
+    ngx.flush(true)
+    return _M.abort()
+  end
+  ngx.print(body)
+  return ngx.exit(ngx.OK)
+end
+
+return _M
