@@ -1,0 +1,128 @@
+/*
+** common.h: what the files of wxmedia.core share. Everything here is hidden by -fvisibility=hidden;
+** the only exported symbol is luaopen_wxmedia_core (core.c).
+*/
+#ifndef WXMEDIA_COMMON_H
+#define WXMEDIA_COMMON_H
+
+#include <stddef.h>
+#include <curl/curl.h>
+
+#include "compat.h"
+
+#define WXMEDIA_VERSION   "wxmedia.core 0.1.0"
+#define WXMEDIA_UA_PREFIX "wxmedia/0.1"
+#define WXMEDIA_SESSION   "wxmedia.session"
+#define WXMEDIA_LOCK      "wxmedia.lock"
+#define WXMEDIA_BASE_URL  "https://api.weixin.qq.com"
+#define WXMEDIA_MAX_BODY  ((size_t)1 << 20)      /* cap for bodies kept in memory: 1 MiB */
+
+#if defined(__GNUC__)
+#define WXM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define WXM_PRINTF(f, a)
+#endif
+
+/* {====== buffer.c: a growable byte buffer (response bodies, URLs) ====== */
+typedef struct wxm_buf {
+  char *data;
+  size_t len, cap;
+} wxm_buf;
+
+int wxm_buf_add (wxm_buf *b, const void *p, size_t n);   /* 0 when out of memory */
+int wxm_buf_addstr (wxm_buf *b, const char *s);
+void wxm_buf_reset (wxm_buf *b);
+void wxm_buf_free (wxm_buf *b);
+/* }====== */
+
+/* {====== session.c: the session userdata ====== */
+typedef struct wxm_session {
+  CURL *curl;                     /* NULL once closed */
+  char *base_url;                 /* without a trailing slash */
+  wxm_buf body;                   /* the current call's in-memory body */
+  curl_mime *mime;                /* the current upload's form */
+  struct curl_slist *headers;     /* the current call's extra request headers */
+  char errbuf[CURL_ERROR_SIZE];
+} wxm_session;
+
+wxm_session *wxm_check_session (lua_State *L);
+int wxm_field (lua_State *L, int idx, const char *key, int type);
+void wxm_session_open (lua_State *L);
+/* }====== */
+
+/* {====== transfer.c: one call on a session: callbacks, perform, results ====== */
+enum wxm_mode {
+  WXM_BODY,        /* keep the body in memory (capped) */
+  WXM_UNDECIDED,   /* a download before its first body byte */
+  WXM_SNIFF,       /* a media/get that looks like a file: waiting for the first non-blank byte */
+  WXM_FILE         /* streaming into the temp file */
+};
+
+enum wxm_abort { WXM_NOT_ABORTED, WXM_ABORT_FALSE, WXM_ABORT_ERROR };
+
+typedef struct wxm_transfer {
+  lua_State *L;                   /* set just before curl_easy_perform */
+  wxm_session *s;
+  int progress;                   /* stack index of the progress function, 0 for none */
+  double progress_at;             /* monotonic time of its last call */
+  curl_off_t progress_dl, progress_ul;   /* what it was last told */
+  enum wxm_abort aborted;
+  char cb_error[512];             /* the progress callback's error, when it raised */
+  size_t max_body;
+  int over_cap;
+  enum wxm_mode mode;
+  int media_get;                  /* 1: media/get rules for "file or JSON"; 0: CDN rules */
+  int follow;                     /* follow redirects (fetch) */
+  const char *upload_path;        /* the file an upload reads (to name READ_ERROR) */
+  /* a download to a file */
+  const char *path;               /* destination */
+  char *tmp_path;                 /* malloc'd; NULL when no temp file exists */
+  int fd;
+  curl_off_t written;
+  int io_errno;                   /* set when writing or creating the temp file failed */
+  int has_cd;
+  char cd[1024];                  /* Content-Disposition of the final response */
+} wxm_transfer;
+
+void wxm_transfer_init (wxm_transfer *t, lua_State *L, wxm_session *s);
+int wxm_table_arg (lua_State *L, int arg);
+void wxm_transfer_options (lua_State *L, wxm_transfer *t, int opts, int allow_max_body);
+CURLcode wxm_perform (wxm_transfer *t);
+void wxm_transfer_end (wxm_transfer *t);
+int wxm_push_failure (lua_State *L, wxm_transfer *t, CURLcode rc);
+int wxm_push_body_result (lua_State *L, wxm_transfer *t);
+int wxm_body_add (wxm_transfer *t, const char *p, size_t n);
+int wxm_url_terminate (wxm_buf *b);
+long wxm_status (wxm_transfer *t);
+const char *wxm_content_type (wxm_transfer *t);
+/* }====== */
+
+/* {====== download.c / upload.c / request.c: the session's methods ====== */
+size_t wxm_download_write (wxm_transfer *t, const char *p, size_t n);
+int wxm_s_get (lua_State *L);
+int wxm_s_fetch (lua_State *L);
+int wxm_s_upload (lua_State *L);
+int wxm_s_request (lua_State *L);
+/* }====== */
+
+/* {====== url.c ====== */
+int wxm_url_join (wxm_buf *b, const char *base, const char *path);
+int wxm_url_param (wxm_buf *b, CURL *curl, const char *key, const char *value, size_t vlen);
+/* }====== */
+
+/* {====== errors.c: kinds and messages ====== */
+int wxm_fail (lua_State *L, const char *kind, const char *fmt, ...) WXM_PRINTF(3, 4);
+void wxm_redact (char *out, size_t outsize, const char *in);
+const char *wxm_kind_of (CURLcode rc);
+void wxm_lower_first (char *s);
+/* }====== */
+
+/* {====== helpers in their own files, registered into the module table ====== */
+void wxm_fs_open (lua_State *L);       /* stat */
+void wxm_sha256_open (lua_State *L);   /* sha256_file */
+void wxm_clock_open (lua_State *L);    /* now, time, sleep */
+void wxm_lock_open (lua_State *L);     /* lock */
+double wxm_monotonic (void);
+/* }====== */
+
+#endif

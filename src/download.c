@@ -1,0 +1,332 @@
+/*
+** download.c: s:get (media/get) and s:fetch (any URL, e.g. a video's CDN url).
+** "File or JSON" is decided from the response before a byte is written. A file streams into a temp
+** file beside the destination and is renamed over it only when complete; on any failure the temp
+** file is removed and the destination is left exactly as it was. WeChat's error JSON is never saved.
+*/
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define TEMP_SUFFIX ".wxmedia-XXXXXX"
+#define TEMP_BASE_MAX 200          /* keeps ".<base>.wxmedia-XXXXXX" under NAME_MAX */
+
+static int contains_nocase (const char *s, const char *word) {
+  size_t n = strlen(word);
+  for (; *s != '\0'; s++)
+    if (strncasecmp(s, word, n) == 0) return 1;
+  return 0;
+}
+
+/* From the status and headers alone: the body is kept in memory, a file, or (media/get) sniffed. */
+static void decide (wxm_transfer *t) {
+  long status = wxm_status(t);
+  const char *ct = wxm_content_type(t);
+  int texty = ct != NULL && (contains_nocase(ct, "json") || strncasecmp(ct, "text/", 5) == 0);
+  if (status < 200 || status > 299 || texty || (t->media_get && !t->has_cd)) t->mode = WXM_BODY;
+  else t->mode = t->media_get ? WXM_SNIFF : WXM_FILE;
+}
+
+/* {====== the temp file ====== */
+
+/* The mode the destination will have: its own if it exists, else rw-r--r--. */
+static mode_t destination_mode (const char *path) {
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) return st.st_mode & 07777;
+  return 0644;
+}
+
+/* "<dir>/.<base>.wxmedia-XXXXXX", in the destination's folder so that rename() is atomic. */
+static int open_temp (wxm_transfer *t) {
+  const char *slash = strrchr(t->path, '/');
+  size_t dirlen = slash ? (size_t)(slash - t->path) + 1 : 0;
+  const char *base = t->path + dirlen;
+  size_t baselen = strlen(base);
+  char *tmp;
+  if (baselen > TEMP_BASE_MAX) baselen = TEMP_BASE_MAX;
+  tmp = (char *)malloc(dirlen + 1 + baselen + sizeof TEMP_SUFFIX);
+  if (tmp == NULL) {
+    t->io_errno = ENOMEM;
+    return 0;
+  }
+  memcpy(tmp, t->path, dirlen);
+  tmp[dirlen] = '.';
+  memcpy(tmp + dirlen + 1, base, baselen);
+  memcpy(tmp + dirlen + 1 + baselen, TEMP_SUFFIX, sizeof TEMP_SUFFIX);
+  t->fd = mkstemp(tmp);
+  if (t->fd < 0) {
+    t->io_errno = errno;
+    free(tmp);
+    return 0;
+  }
+  t->tmp_path = tmp;
+  (void)fcntl(t->fd, F_SETFD, FD_CLOEXEC);
+  (void)fchmod(t->fd, destination_mode(t->path));
+  return 1;
+}
+
+static int write_all (wxm_transfer *t, const char *p, size_t n) {
+  if (t->fd < 0 && !open_temp(t)) return 0;
+  while (n > 0) {
+    ssize_t w = write(t->fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      t->io_errno = errno;
+      return 0;
+    }
+    p += w;
+    n -= (size_t)w;
+    t->written += (curl_off_t)w;
+  }
+  return 1;
+}
+
+/* The sniffed bytes go first into the file. */
+static int become_file (wxm_transfer *t) {
+  wxm_buf *b = &t->s->body;
+  t->mode = WXM_FILE;
+  if (!write_all(t, b->data ? b->data : "", b->len)) return 0;
+  wxm_buf_reset(b);
+  return 1;
+}
+
+/* }====== */
+
+/*
+** media/get with a Content-Disposition and a binary type still is JSON if its body starts with '{'
+** and is small: hold the first bytes in memory until the first non-blank one tells.
+*/
+static size_t sniff (wxm_transfer *t, const char *p, size_t n) {
+  wxm_buf *b = &t->s->body;
+  size_t i, from = b->len;
+  curl_off_t cl = -1;
+  if (!wxm_buf_add(b, p, n)) {
+    t->io_errno = ENOMEM;
+    return 0;
+  }
+  for (i = from; i < b->len && isspace((unsigned char)b->data[i]); i++) {}
+  if (i == b->len)        /* all blank so far */
+    return (b->len <= t->max_body || become_file(t)) ? n : 0;
+  curl_easy_getinfo(t->s->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+  if (b->data[i] == '{' && (cl < 0 || (curl_off_t)t->max_body >= cl)) {
+    t->mode = WXM_BODY;
+    if (b->len > t->max_body) {
+      t->over_cap = 1;
+      return 0;
+    }
+    return n;
+  }
+  return become_file(t) ? n : 0;
+}
+
+size_t wxm_download_write (wxm_transfer *t, const char *p, size_t n) {
+  if (t->mode == WXM_UNDECIDED) decide(t);
+  switch (t->mode) {
+    case WXM_SNIFF: return sniff(t, p, n);
+    case WXM_FILE: return write_all(t, p, n) ? n : 0;
+    default: return wxm_body_add(t, p, n) ? n : 0;
+  }
+}
+
+/* {====== the server's file name ====== */
+
+static int hexval (int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = tolower(c);
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/*
+** The filename parameter of a Content-Disposition value: filename*=charset'lang'%xx (RFC 5987),
+** preferred, else filename="..." or filename=token. Reported only: it never chooses where to write.
+*/
+static int parse_filename (const char *cd, char *out, size_t outsize) {
+  int found = 0;
+  const char *p = cd;
+  while (*p != '\0') {
+    const char *name, *eq;
+    size_t o = 0, namelen;
+    int star;
+    while (*p == ';' || isspace((unsigned char)*p)) p++;
+    name = p;
+    while (*p != '\0' && *p != '=' && *p != ';') p++;
+    if (*p != '=') continue;
+    eq = p++;
+    namelen = (size_t)(eq - name);
+    while (namelen > 0 && isspace((unsigned char)name[namelen - 1])) namelen--;
+    while (isspace((unsigned char)*p)) p++;
+    star = namelen == 9 && strncasecmp(name, "filename*", 9) == 0;
+    if (!star && !(namelen == 8 && strncasecmp(name, "filename", 8) == 0)) {
+      if (*p == '"') for (p++; *p != '\0' && *p != '"'; p++) if (*p == '\\' && p[1] != '\0') p++;
+      while (*p != '\0' && *p != ';') p++;
+      continue;
+    }
+    if (star) {              /* charset'language'percent-encoded */
+      const char *q1 = strchr(p, '\''), *q2 = q1 ? strchr(q1 + 1, '\'') : NULL;
+      if (q2 == NULL) { while (*p != '\0' && *p != ';') p++; continue; }
+      for (p = q2 + 1; *p != '\0' && *p != ';' && !isspace((unsigned char)*p); p++) {
+        int c = (unsigned char)*p;
+        if (c == '%' && hexval((unsigned char)p[1]) >= 0 && hexval((unsigned char)p[2]) >= 0) {
+          c = hexval((unsigned char)p[1]) * 16 + hexval((unsigned char)p[2]);
+          p += 2;
+        }
+        if (o + 1 < outsize) out[o++] = (char)c;
+      }
+      out[o] = '\0';
+      return 1;              /* the extended form wins */
+    }
+    if (found) { while (*p != '\0' && *p != ';') p++; continue; }
+    if (*p == '"') {
+      for (p++; *p != '\0' && *p != '"'; p++) {
+        if (*p == '\\' && p[1] != '\0') p++;
+        if (o + 1 < outsize) out[o++] = *p;
+      }
+      if (*p == '"') p++;
+    }
+    else for (; *p != '\0' && *p != ';' && !isspace((unsigned char)*p); p++)
+      if (o + 1 < outsize) out[o++] = *p;
+    out[o] = '\0';
+    found = 1;
+  }
+  return found;
+}
+
+/* }====== */
+
+static int push_file_result (lua_State *L, wxm_transfer *t, const char *ct) {
+  char name[sizeof t->cd];
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, (lua_Integer)wxm_status(t));
+  lua_setfield(L, -2, "status");
+  if (ct != NULL) {
+    lua_pushstring(L, ct);
+    lua_setfield(L, -2, "content_type");
+  }
+  wxm_pushsize(L, t->written);
+  lua_setfield(L, -2, "size");
+  if (t->has_cd && parse_filename(t->cd, name, sizeof name) && name[0] != '\0') {
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "filename");
+  }
+  lua_pushstring(L, t->path);
+  lua_setfield(L, -2, "path");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "file");
+  return 1;
+}
+
+/* Completes a file: length checked, flushed to disk, closed, renamed over the destination. */
+static int commit_file (lua_State *L, wxm_transfer *t) {
+  curl_off_t cl = -1;
+  const char *ct = wxm_content_type(t);
+  curl_easy_getinfo(t->s->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+  if (t->fd < 0 && !open_temp(t)) {           /* an empty file: nothing was written yet */
+    wxm_transfer_end(t);
+    return wxm_fail(L, "io", "cannot create a temp file beside %s: %s", t->path, strerror(t->io_errno));
+  }
+  if (cl >= 0 && t->written != cl) {
+    wxm_transfer_end(t);
+    return wxm_fail(L, "transfer", "truncated: got %lld of %lld bytes", (long long)t->written, (long long)cl);
+  }
+  /* flushed before the rename, so a crash cannot leave an empty file under the destination's name */
+  if (fsync(t->fd) != 0 || close(t->fd) != 0) {
+    int e = errno;
+    t->fd = -1;
+    wxm_transfer_end(t);
+    return wxm_fail(L, "io", "cannot write %s: %s", t->path, strerror(e));
+  }
+  t->fd = -1;
+  if (rename(t->tmp_path, t->path) != 0) {
+    int e = errno;
+    wxm_transfer_end(t);
+    return wxm_fail(L, "io", "cannot rename the temp file to %s: %s", t->path, strerror(e));
+  }
+  free(t->tmp_path);
+  t->tmp_path = NULL;
+  wxm_transfer_end(t);
+  return push_file_result(L, t, ct);
+}
+
+static int finish (lua_State *L, wxm_transfer *t, CURLcode rc) {
+  if (rc != CURLE_OK) {
+    wxm_transfer_end(t);
+    if (rc == CURLE_WRITE_ERROR && t->io_errno != 0 && t->io_errno != ENOMEM)
+      return wxm_fail(L, "io", "cannot write a temp file beside %s: %s", t->path, strerror(t->io_errno));
+    return wxm_push_failure(L, t, rc);
+  }
+  if (t->mode == WXM_UNDECIDED) decide(t);    /* no body at all */
+  if (t->mode == WXM_SNIFF && !become_file(t)) {    /* an empty or blank body with file headers */
+    wxm_transfer_end(t);
+    return wxm_fail(L, "io", "cannot write a temp file beside %s: %s", t->path, strerror(t->io_errno));
+  }
+  if (t->mode == WXM_FILE) return commit_file(L, t);
+  wxm_transfer_end(t);
+  return wxm_push_body_result(L, t);
+}
+
+/* Shared by get and fetch: the URL is in s->body (scratch), the options at `opts`. */
+static int download (lua_State *L, wxm_transfer *t, const char *path) {
+  wxm_session *s = t->s;
+  struct stat st;
+  CURLcode rc;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    wxm_buf_reset(&s->body);
+    return wxm_fail(L, "io", "%s is a directory", path);
+  }
+  t->path = path;
+  t->mode = WXM_UNDECIDED;
+  rc = curl_easy_setopt(s->curl, CURLOPT_URL, s->body.data);
+  if (rc == CURLE_OK) rc = curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
+  if (rc == CURLE_OK) rc = wxm_perform(t);
+  return finish(L, t, rc);
+}
+
+/* s:get(access_token, media_id, path [, opts]) */
+int wxm_s_get (lua_State *L) {
+  wxm_session *s = wxm_check_session(L);
+  size_t idlen;
+  const char *token = luaL_checkstring(L, 2);
+  const char *media_id = luaL_checklstring(L, 3, &idlen);
+  const char *path = luaL_checkstring(L, 4);
+  int opts = wxm_table_arg(L, 5), jssdk = 0;
+  wxm_transfer t;
+  wxm_transfer_init(&t, L, s);
+  if (opts != 0) {
+    jssdk = wxm_field(L, opts, "jssdk", LUA_TBOOLEAN) && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  wxm_transfer_options(L, &t, opts, 1);
+  t.media_get = 1;
+  /* the URL is built in the session's buffer, so nothing leaks if Lua raises later */
+  wxm_buf_reset(&s->body);
+  if (!wxm_url_join(&s->body, s->base_url, jssdk ? "/cgi-bin/media/get/jssdk" : "/cgi-bin/media/get")
+      || !wxm_url_param(&s->body, s->curl, "access_token", token, strlen(token))
+      || !wxm_url_param(&s->body, s->curl, "media_id", media_id, idlen)
+      || !wxm_url_terminate(&s->body))
+    return luaL_error(L, "not enough memory");
+  return download(L, &t, path);
+}
+
+/* s:fetch(url, path [, opts]) */
+int wxm_s_fetch (lua_State *L) {
+  wxm_session *s = wxm_check_session(L);
+  const char *url = luaL_checkstring(L, 2);
+  const char *path = luaL_checkstring(L, 3);
+  int opts = wxm_table_arg(L, 4);
+  wxm_transfer t;
+  wxm_transfer_init(&t, L, s);
+  wxm_transfer_options(L, &t, opts, 1);
+  t.follow = 1;       /* a CDN may redirect */
+  wxm_buf_reset(&s->body);
+  if (!wxm_url_join(&s->body, s->base_url, url) || !wxm_url_terminate(&s->body))
+    return luaL_error(L, "not enough memory");
+  return download(L, &t, path);
+}
