@@ -55,7 +55,8 @@ DESCRIPTION
         and prints the name of the file written. Without -o the name is
         the one WeChat gives, reduced to a plain file name in the current
         folder, or MEDIA_ID with an extension for the content type; an
-        existing file of that name is never overwritten.
+        existing file of that name is never overwritten. A MEDIA_ID may
+        begin with '-'.
 
     token
         Prints the access_token. This is the only command that ever
@@ -152,6 +153,9 @@ function _M.parse(argv)
         opts[FLAG_OPTIONS[name]] = true
       elseif FLAG_OPTIONS[name] then
         return nil, "option " .. name .. " takes no value"
+      elseif a:match("^%-[%w_%-]+$") and #a >= 32 then
+        -- a media_id (64 characters of [A-Za-z0-9_-]) may begin with '-': `get "$id"` must work
+        words[#words + 1] = a
       else
         return nil, "unknown option " .. name
       end
@@ -254,12 +258,12 @@ function _M.credentials(opts, getenv)
   return conf
 end
 
--- "photo (2).jpg" from "../../x/photo (2).jpg": the last path component, with only letters,
--- digits, '.', '_' and '-' kept, and no leading dots (no hidden files, no "..").
--- The server chooses this name, so it must never choose where the file goes.
+-- "photo_2_.jpg" from "../../x/photo (2).jpg": the last path component, each run of bytes other
+-- than letters, digits, '.', '_' and '-' made one '_', no leading '.' or '-' (no hidden files, no
+-- "..", nothing that reads as an option). The server chooses this name: it never chooses the folder.
 function _M.safe_filename(name)
   if type(name) ~= "string" then return nil end
-  name = name:match("[^/\\]*$"):gsub("[^A-Za-z0-9._-]", "_"):gsub("^[._-]+", "")
+  name = name:match("[^/\\]*$"):gsub("[^A-Za-z0-9._-]+", "_"):gsub("^[.-]+", "")
   if name == "" or #name > 200 or not name:find("[A-Za-z0-9]") then return nil end
   return name
 end

@@ -1,0 +1,61 @@
+-- wxmedia from a source tree: `luarocks make rockspec/wxmedia-scm-1.rockspec` in the repository.
+-- On Debian, curl.h lives in the multiarch folder: add CURL_INCDIR=/usr/include/x86_64-linux-gnu.
+rockspec_format = "3.0"
+package = "wxmedia"
+version = "scm-1"
+
+source = {
+  url = "git+https://github.com/wxmedia/wxmedia.git",
+  branch = "main",
+}
+
+description = {
+  summary = "WeChat temporary media upload and download over libcurl, with access_token handling",
+  detailed = [[
+wxmedia uploads and downloads WeChat Official Account temporary media (cgi-bin/media/upload and
+cgi-bin/media/get). A C module streams the bytes through libcurl; a Lua layer fetches and shares the
+access_token, retries what is worth retrying and checks each file before it is sent. Comes with the
+wxmedia command.
+]],
+  license = "MIT",
+  labels = { "wechat", "curl", "http", "upload" },
+}
+
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",
+}
+
+external_dependencies = {
+  CURL = { header = "curl/curl.h", library = "curl" },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    ["wxmedia.core"] = {
+      sources = { "src/buffer.c", "src/core.c", "src/errors.c", "src/session.c", "src/url.c" },
+      defines = { "_DEFAULT_SOURCE" },
+      libraries = { "curl" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+    ["wxmedia"] = "lua/wxmedia.lua",
+    ["wxmedia.cli"] = "lua/wxmedia/cli.lua",
+    ["wxmedia.client"] = "lua/wxmedia/client.lua",
+    ["wxmedia.errors"] = "lua/wxmedia/errors.lua",
+    ["wxmedia.filestore"] = "lua/wxmedia/filestore.lua",
+    ["wxmedia.media"] = "lua/wxmedia/media.lua",
+    ["wxmedia.retry"] = "lua/wxmedia/retry.lua",
+    ["wxmedia.store"] = "lua/wxmedia/store.lua",
+    ["wxmedia.thread"] = "lua/wxmedia/thread.lua",
+    ["wxmedia.token"] = "lua/wxmedia/token.lua",
+  },
+  install = {
+    bin = { wxmedia = "bin/wxmedia" },
+  },
+}
+
+test = {
+  type = "busted",
+}
