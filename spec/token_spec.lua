@@ -73,6 +73,19 @@ describe("wxmedia tokens", function()
     end
   end
 
+  it("replays a get after a refused token, and writes the file once", function()
+    local c = client()
+    local res = assert(note(c:upload("image", helper.fixture("image.png"))))
+    emu:fault({ route = "get", kind = "errcode", errcode = 42001 })
+    local dir = helper.tmpdir()
+    local got = assert(note(c:get(res.media_id, dir .. "/copy.png")))
+    assert.are.equal(helper.read(helper.fixture("image.png")), helper.read(got.path))
+    assert.are.same({ "copy.png" }, helper.ls(dir))
+    assert.are.equal(2, #emu:requests("get"))
+    assert.are.equal(2, #emu:requests("stable_token"))
+    helper.rmtree(dir)
+  end)
+
   it("stable: the refresh force-refreshes, so the refused token is dead at wechat too", function()
     local c = client()
     local old = assert(note(c:token()))

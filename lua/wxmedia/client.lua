@@ -10,6 +10,7 @@ local errors = require "wxmedia.errors"
 local media = require "wxmedia.media"
 local retry = require "wxmedia.retry"
 local token = require "wxmedia.token"
+local store_mod = require "wxmedia.store"
 
 local _M = {}
 local mt = { __index = _M }
@@ -87,6 +88,9 @@ function _M.new(opts)
     provider = opts.token_provider, store = opts.token_store, now = self.now, transport = lazy,
     lock_timeout = opts.lock_timeout,
   })
+  -- For extensions that keep their own records beside the tokens (media_id reuse): the same store.
+  self.appid = opts.appid
+  self.store = self.tokens.store or store_mod.wrap(opts.token_store or token.default_store())
   return self
 end
 

@@ -2,6 +2,7 @@
 -- `nil, message, details` triple every call returns, and the redaction of secrets in any text.
 local pairs, setmetatable, tostring, type = pairs, setmetatable, tostring, type
 local format = string.format
+local math_floor, math_type = math.floor, math.type  -- math.type: nil before Lua 5.3
 
 local _M = {}
 
@@ -83,8 +84,15 @@ local function whitelist_ip(errmsg)
   return ip
 end
 
+-- JSON numbers decode as floats on Lua 5.3+: 40001.0 would print as such.
+function _M.integer(n)
+  if math_type and math_type(n) == "float" and n == math_floor(n) then return math_floor(n) end
+  return n
+end
+
 -- A WeChat errcode answer. what names the call ("upload", "get", "stable_token"...).
 function _M.api(what, code, errmsg, status)
+  code = _M.integer(code)
   local entry = CODES[code] or { meaning = "wechat refused the request" }
   local kind = entry.kind or (entry.token and "token") or "api"
   local message
@@ -109,7 +117,7 @@ end
 function _M.http(what, status, errcode, errmsg)
   local retryable = status == 429 or (status >= 500 and status <= 599)
   return _M.fail("http", format("%s: wechat answered http %d", what, status), {
-    status = status, errcode = errcode, errmsg = errmsg, retryable = retryable,
+    status = status, errcode = _M.integer(errcode), errmsg = errmsg, retryable = retryable,
   })
 end
 

@@ -168,6 +168,7 @@ function _M.get(self, force)
 end
 
 local function refused(self, what, code)
+  code = errors.integer(code)
   local who = self.mode == "static" and "the access_token given to wxmedia"
     or self.mode == "provider" and "the access_token from token_provider"
     or "a freshly fetched access_token"
@@ -208,6 +209,7 @@ function _M.rejected(self, failed, code, what)
   local new, msg, details = self:fetch(force)
   if new and new.access_token == failed then
     unlock(l)
+    code = errors.integer(code)
     return errors.fail("token", format("%s: wechat refused the stable access_token (errcode %s) and it was "
       .. "force-refreshed less than %d s ago", what, tostring(code), _M.FORCE_INTERVAL), { errcode = code })
   end
