@@ -79,12 +79,14 @@ emulator-stop:
 bench: deps build
 	@bench/run
 
+# bin/wxmedia gets the shebang of $(LUA): the interpreter whose module folders it fills.
 install: build
 	install -d $(DESTDIR)$(LIBDIR)/wxmedia $(DESTDIR)$(LUADIR)/wxmedia $(DESTDIR)$(BINDIR)
 	install -m 0755 $(CORE) $(DESTDIR)$(LIBDIR)/wxmedia/core.so
 	install -m 0644 lua/wxmedia.lua $(DESTDIR)$(LUADIR)/wxmedia.lua
 	cd lua && find wxmedia -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(LUADIR)/{} \;
-	install -m 0755 bin/wxmedia $(DESTDIR)$(BINDIR)/wxmedia
+	sed '1s|^#!.*|#!/usr/bin/env $(LUA)|' bin/wxmedia >$(DESTDIR)$(BINDIR)/wxmedia
+	chmod 0755 $(DESTDIR)$(BINDIR)/wxmedia
 
 lint:
 	luacheck -q lua spec emulator bench bin/wxmedia examples

@@ -34,7 +34,11 @@ build = {
   type = "builtin",
   modules = {
     ["wxmedia.core"] = {
-      sources = { "src/buffer.c", "src/core.c", "src/errors.c", "src/session.c", "src/url.c" },
+      sources = {
+        "src/buffer.c", "src/clock.c", "src/core.c", "src/download.c", "src/errors.c", "src/fs.c",
+        "src/lock.c", "src/request.c", "src/session.c", "src/sha256.c", "src/transfer.c",
+        "src/upload.c", "src/url.c",
+      },
       defines = { "_DEFAULT_SOURCE" },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },
@@ -46,6 +50,7 @@ build = {
     ["wxmedia.errors"] = "lua/wxmedia/errors.lua",
     ["wxmedia.filestore"] = "lua/wxmedia/filestore.lua",
     ["wxmedia.media"] = "lua/wxmedia/media.lua",
+    ["wxmedia.ngx"] = "lua/wxmedia/ngx.lua",
     ["wxmedia.retry"] = "lua/wxmedia/retry.lua",
     ["wxmedia.store"] = "lua/wxmedia/store.lua",
     ["wxmedia.thread"] = "lua/wxmedia/thread.lua",
