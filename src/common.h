@@ -115,6 +115,9 @@ int wxm_fail (lua_State *L, const char *kind, const char *fmt, ...) WXM_PRINTF(3
 void wxm_redact (char *out, size_t outsize, const char *in);
 const char *wxm_kind_of (CURLcode rc);
 void wxm_lower_first (char *s);
+/* strerror(e) with a lowercase first letter, in the caller's buffer: wxm_strerror(e, buf, size) */
+const char *wxm_strerror (int e, char *buf, size_t size);
+#define WXM_STRERROR(e) wxm_strerror((e), (char[128]){ 0 }, 128)
 /* }====== */
 
 /* {====== helpers in their own files, registered into the module table ====== */

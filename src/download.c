@@ -230,7 +230,7 @@ static int commit_file (lua_State *L, wxm_transfer *t) {
   curl_easy_getinfo(t->s->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
   if (t->fd < 0 && !open_temp(t)) {           /* an empty file: nothing was written yet */
     wxm_transfer_end(t);
-    return wxm_fail(L, "io", "cannot create a temp file beside %s: %s", t->path, strerror(t->io_errno));
+    return wxm_fail(L, "io", "cannot create a temp file beside %s: %s", t->path, WXM_STRERROR(t->io_errno));
   }
   if (cl >= 0 && t->written != cl) {
     wxm_transfer_end(t);
@@ -241,13 +241,13 @@ static int commit_file (lua_State *L, wxm_transfer *t) {
     int e = errno;
     t->fd = -1;
     wxm_transfer_end(t);
-    return wxm_fail(L, "io", "cannot write %s: %s", t->path, strerror(e));
+    return wxm_fail(L, "io", "cannot write %s: %s", t->path, WXM_STRERROR(e));
   }
   t->fd = -1;
   if (rename(t->tmp_path, t->path) != 0) {
     int e = errno;
     wxm_transfer_end(t);
-    return wxm_fail(L, "io", "cannot rename the temp file to %s: %s", t->path, strerror(e));
+    return wxm_fail(L, "io", "cannot rename the temp file to %s: %s", t->path, WXM_STRERROR(e));
   }
   free(t->tmp_path);
   t->tmp_path = NULL;
@@ -259,13 +259,13 @@ static int finish (lua_State *L, wxm_transfer *t, CURLcode rc) {
   if (rc != CURLE_OK) {
     wxm_transfer_end(t);
     if (rc == CURLE_WRITE_ERROR && t->io_errno != 0 && t->io_errno != ENOMEM)
-      return wxm_fail(L, "io", "cannot write a temp file beside %s: %s", t->path, strerror(t->io_errno));
+      return wxm_fail(L, "io", "cannot write a temp file beside %s: %s", t->path, WXM_STRERROR(t->io_errno));
     return wxm_push_failure(L, t, rc);
   }
   if (t->mode == WXM_UNDECIDED) decide(t);    /* no body at all */
   if (t->mode == WXM_SNIFF && !become_file(t)) {    /* an empty or blank body with file headers */
     wxm_transfer_end(t);
-    return wxm_fail(L, "io", "cannot write a temp file beside %s: %s", t->path, strerror(t->io_errno));
+    return wxm_fail(L, "io", "cannot write a temp file beside %s: %s", t->path, WXM_STRERROR(t->io_errno));
   }
   if (t->mode == WXM_FILE) return commit_file(L, t);
   wxm_transfer_end(t);
@@ -326,7 +326,8 @@ int wxm_s_fetch (lua_State *L) {
   wxm_transfer_options(L, &t, opts, 1);
   t.follow = 1;       /* a CDN may redirect */
   wxm_buf_reset(&s->body);
-  if (!wxm_url_join(&s->body, s->base_url, url) || !wxm_url_terminate(&s->body))
+  /* used as given: an absolute URL, never joined to base_url */
+  if (!wxm_buf_addstr(&s->body, url) || !wxm_url_terminate(&s->body))
     return luaL_error(L, "not enough memory");
   return download(L, &t, path);
 }

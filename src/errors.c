@@ -50,6 +50,12 @@ void wxm_lower_first (char *s) {
     s[0] = (char)tolower((unsigned char)s[0]);
 }
 
+const char *wxm_strerror (int e, char *buf, size_t size) {
+  snprintf(buf, size, "%s", strerror(e));
+  wxm_lower_first(buf);
+  return buf;
+}
+
 /* Pushes nil, "<kind>: <detail>" (redacted), kind; returns 3, for `return wxm_fail(...)`. */
 int wxm_fail (lua_State *L, const char *kind, const char *fmt, ...) {
   char detail[1024], msg[1280];

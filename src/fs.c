@@ -11,7 +11,7 @@
 static int core_stat (lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   struct stat st;
-  if (stat(path, &st) != 0) return wxm_fail(L, "input", "cannot stat %s: %s", path, strerror(errno));
+  if (stat(path, &st) != 0) return wxm_fail(L, "input", "cannot stat %s: %s", path, WXM_STRERROR(errno));
   lua_createtable(L, 0, 3);
   wxm_pushsize(L, st.st_size);
   lua_setfield(L, -2, "size");

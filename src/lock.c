@@ -41,14 +41,14 @@ static int core_lock (lua_State *L) {
   k->fd = -1;
   luaL_setmetatable(L, WXMEDIA_LOCK);
   k->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (k->fd < 0) return wxm_fail(L, "io", "cannot open %s: %s", path, strerror(errno));
+  if (k->fd < 0) return wxm_fail(L, "io", "cannot open %s: %s", path, WXM_STRERROR(errno));
   for (;;) {
     double now;
     if (flock(k->fd, LOCK_EX | LOCK_NB) == 0) return 1;
     if (errno != EWOULDBLOCK && errno != EINTR) {
       int e = errno;
       release(k);
-      return wxm_fail(L, "io", "cannot lock %s: %s", path, strerror(e));
+      return wxm_fail(L, "io", "cannot lock %s: %s", path, WXM_STRERROR(e));
     }
     now = wxm_monotonic();
     if (now >= deadline) {

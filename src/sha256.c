@@ -109,7 +109,7 @@ static int core_sha256_file (lua_State *L) {
   sha256 c;
   struct stat st;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return wxm_fail(L, "input", "cannot open %s: %s", path, strerror(errno));
+  if (fd < 0) return wxm_fail(L, "input", "cannot open %s: %s", path, WXM_STRERROR(errno));
   if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
     close(fd);
     return wxm_fail(L, "input", "%s is a directory", path);
@@ -122,7 +122,7 @@ static int core_sha256_file (lua_State *L) {
       int e = errno;
       if (e == EINTR) continue;
       close(fd);
-      return wxm_fail(L, "input", "cannot read %s: %s", path, strerror(e));
+      return wxm_fail(L, "input", "cannot read %s: %s", path, WXM_STRERROR(e));
     }
     sha256_update(&c, buf, (size_t)n);
   }

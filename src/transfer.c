@@ -205,7 +205,7 @@ int wxm_push_failure (lua_State *L, wxm_transfer *t, CURLcode rc) {
                     (unsigned long)t->max_body);
   if (rc == CURLE_WRITE_ERROR && t->io_errno != 0)
     return wxm_fail(L, "io", "cannot write %s: %s", t->path ? t->path : "the response body",
-                    strerror(t->io_errno));
+                    WXM_STRERROR(t->io_errno));
   if (rc == CURLE_READ_ERROR && t->upload_path != NULL)
     return wxm_fail(L, "input", "cannot read %s: %s", t->upload_path, detail);
   return wxm_fail(L, wxm_kind_of(rc), "%s", detail);

@@ -15,11 +15,11 @@
 static int check_input (lua_State *L, const char *path) {
   struct stat st;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return wxm_fail(L, "input", "cannot open %s: %s", path, strerror(errno));
+  if (fd < 0) return wxm_fail(L, "input", "cannot open %s: %s", path, WXM_STRERROR(errno));
   if (fstat(fd, &st) != 0) {
     int e = errno;
     close(fd);
-    return wxm_fail(L, "input", "cannot stat %s: %s", path, strerror(e));
+    return wxm_fail(L, "input", "cannot stat %s: %s", path, WXM_STRERROR(e));
   }
   close(fd);
   if (S_ISDIR(st.st_mode)) return wxm_fail(L, "input", "%s is a directory", path);
