@@ -25,9 +25,11 @@ local mt = { __index = _M }
 local THREAD_MODULE = "wxmedia.thread"
 local TRANSFERS = { "upload", "get", "fetch", "request" }
 
--- The options of `new` that configure the C core's session; they cross into the worker thread.
-local SESSION_KEYS = { "base_url", "timeout", "connect_timeout", "verify", "cainfo", "capath",
-  "proxy", "user_agent" }
+-- The options of `new` that configure the C core's session (the ones wxmedia.client gives it);
+-- they cross into the worker thread.
+local SESSION_KEYS = { "base_url", "timeout", "connect_timeout", "low_speed_limit", "low_speed_time",
+  "cainfo", "capath", "proxy", "user_agent", "verify" }
+local DEFAULT_BASE_URL = "https://api.weixin.qq.com"
 
 -- ngx.run_worker_thread and ngx.sleep need a phase that can yield: the documented three, and timers.
 local YIELDABLE = { rewrite = true, access = true, content = true, timer = true }
@@ -72,16 +74,40 @@ local function finish(called, res, msg, kind)
   return res, msg, kind
 end
 
-local function thread_transport(pool, session_opts)
+-- nginx gives each worker a pool of thread VMs (lua_worker_thread_vm_pool_size, 10 by default); a call
+-- made when all are taken fails at once with "no available Lua vm". So each worker lets at most
+-- `max_threads` transfers into the pool and queues the others on a semaphore: a burst waits, it does
+-- not fail. One semaphore per pool name and worker (module state is per worker).
+local semaphores = {}
+local SLOT_WAIT = 60
+
+local function slots(pool, size)
+  local sema = semaphores[pool]
+  if not sema then
+    sema = assert(require("ngx.semaphore").new(size))
+    semaphores[pool] = sema
+  end
+  return sema
+end
+
+local function thread_transport(pool, session_opts, max_threads)
   local transport = {}
   for _, method in ipairs(TRANSFERS) do
     transport[method] = function(_, ...)
       check_phase(method, 2)
       local args, n = plain_args(...)
-      local ok, called, res, msg, kind = ngx.run_worker_thread(pool, THREAD_MODULE, "call",
+      local sema = slots(pool, max_threads)
+      local got_slot, werr = sema:wait(SLOT_WAIT)
+      if not got_slot then
+        return nil, format("worker thread: no free slot in thread pool %s for %d s (%s)", pool, SLOT_WAIT,
+          tostring(werr)), "timeout"
+      end
+      local pok, ok, called, res, msg, kind = pcall(ngx.run_worker_thread, pool, THREAD_MODULE, "call",
         session_opts, method, unpack(args, 1, n))
+      sema:post(1)
+      if not pok then error(ok, 0) end
       if not ok then
-        -- "no available Lua vm", "thread pool ... not found", a request abort: not WeChat's answer
+        -- "thread pool ... not found", a request abort: not WeChat's answer
         return nil, "worker thread failed: " .. tostring(called), "transfer"
       end
       return finish(called, res, msg, kind)
@@ -199,10 +225,12 @@ end
 
 -- wxmedia.ngx.new(opts): wxmedia.new's options, plus
 --   thread_pool   name of an nginx `thread_pool` (transfers run there; without it they block)
+--   max_threads   transfers of one worker in the pool at once, the others wait (default 10, nginx's
+--                 default lua_worker_thread_vm_pool_size; never more than that directive)
 --   shared_dict   lua_shared_dict (name or ngx.shared.X) holding the tokens, shared by all workers
 --   lock_dict     lua_shared_dict for the single-flight lock (default: shared_dict)
 --   lock_exptime  seconds a lock lives if its holder never releases it (default 30)
---   lock_timeout  seconds a waiter waits for the lock (default 10)
+--   lock_timeout  seconds a waiter waits for the lock (wxmedia's option; the store's default 10)
 --   tmpdir        folder for serve()'s temp files (default /tmp)
 -- returns the client or nil, message, details.
 function _M.new(opts)
@@ -214,15 +242,23 @@ function _M.new(opts)
   end
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
-  o.thread_pool, o.shared_dict, o.lock_dict, o.lock_exptime, o.lock_timeout, o.tmpdir =
+  -- lock_timeout stays: wxmedia's token code passes it to store:lock
+  o.thread_pool, o.max_threads, o.shared_dict, o.lock_dict, o.lock_exptime, o.tmpdir =
     nil, nil, nil, nil, nil, nil
 
   local session_opts = {}
   for _, k in ipairs(SESSION_KEYS) do session_opts[k] = plain(opts[k], 0) end
+  session_opts.base_url = session_opts.base_url or DEFAULT_BASE_URL
 
+  if opts.max_threads ~= nil and (type(opts.max_threads) ~= "number" or opts.max_threads < 1) then
+    error("bad max_threads (a number >= 1 expected)", 2)
+  end
   if o.transport == nil then
-    o.transport = opts.thread_pool and thread_transport(opts.thread_pool, session_opts)
-      or blocking_transport(session_opts)
+    if opts.thread_pool then
+      o.transport = thread_transport(opts.thread_pool, session_opts, opts.max_threads or 10)
+    else
+      o.transport = blocking_transport(session_opts)
+    end
   end
   if opts.shared_dict ~= nil then
     local dict = shared_dict(opts.shared_dict, "shared_dict")

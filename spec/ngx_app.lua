@@ -1,0 +1,79 @@
+-- luacheck: std +ngx_lua
+-- The handlers of the nginx that spec/ngx_spec.lua starts (loaded inside nginx, on LuaJIT).
+-- Every answer is JSON, so the spec can compare results and errors with plain Lua's.
+local cjson = require "cjson.safe"
+local wxngx = require "wxmedia.ngx"
+
+local ngx = ngx
+local _M = {}
+
+local config
+local clients = {}
+
+-- init_by_lua: the spec's settings, and the clients (creating one makes no transfer).
+function _M.init(json)
+  config = assert(cjson.decode(json))
+  for name, opts in pairs(config.clients) do
+    clients[name] = assert(wxngx.new(opts))
+  end
+end
+
+-- init_worker_by_lua: a transfer here must be refused with a clear error, not attempted.
+function _M.init_worker()
+  local ok, err = pcall(clients.main.upload, clients.main, "image", "/nonexistent.jpg")
+  if not ok then ngx.shared.test:set("init_worker_error", tostring(err)) end
+end
+
+local function client()
+  return clients[ngx.var.arg_client or "main"]
+end
+
+local function answer(tbl)
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode(tbl))
+end
+
+-- POST the media file as the raw body (client_body_in_file_only puts it in a file for us).
+function _M.upload()
+  ngx.req.read_body()
+  local path = ngx.req.get_body_file() or ngx.var.arg_path
+  local test = ngx.shared.test
+  test:incr("uploading", 1, 0)
+  -- a file, not the dict: the spec can see it even while a blocking upload holds the worker
+  local marker = io.open(config.tmpdir .. "/upload-started", "w")
+  if marker then marker:close() end
+  local ok, res, err, details = pcall(client().upload, client(), ngx.var.arg_type or "image", path)
+  test:incr("uploading", -1, 0)
+  if not ok then return answer({ raised = tostring(res), pid = ngx.worker.pid() }) end
+  answer({ res = res, err = err, details = details, pid = ngx.worker.pid() })
+end
+
+function _M.get()
+  local path = config.tmpdir .. "/got-" .. ngx.worker.pid() .. "-" .. ngx.now()
+  local res, err, details = client():get(ngx.var.arg_media_id, path)
+  if res then res.path = nil end
+  local data
+  local f = io.open(path, "rb")
+  if f then
+    data = f:read("*a")
+    f:close()
+    os.remove(path)
+  end
+  answer({ res = res, err = err, details = details, size = data and #data })
+end
+
+function _M.serve()
+  local ok, err = client():serve(ngx.var.arg_media_id)
+  if not ok then ngx.log(ngx.INFO, "serve failed: ", err) end
+end
+
+-- A plain location: who answered, and whether an upload was in flight on this worker's node.
+function _M.ping()
+  answer({ pid = ngx.worker.pid(), uploading = ngx.shared.test:get("uploading") or 0 })
+end
+
+function _M.state()
+  answer({ init_worker_error = ngx.shared.test:get("init_worker_error") })
+end
+
+return _M

@@ -1,0 +1,385 @@
+-- wxmedia.ngx inside a real nginx (Debian's nginx + its Lua module, always LuaJIT, hence #once):
+-- transfers off the event loop, one token for all workers, serve-by-id, and results that match
+-- plain Lua's. Each test starts its own nginx (fresh shared dicts) against one emulator.
+local helper = require "helper"
+local nginx_helper = require "nginx_helper"
+local cjson = require "cjson.safe"
+local wxmedia = require "wxmedia"
+
+local shell_quote = helper.shell_quote
+
+local LOCATIONS = [[
+    location = /ping   { content_by_lua_block { require("ngx_app").ping() } }
+    location = /state  { content_by_lua_block { require("ngx_app").state() } }
+    location = /get    { content_by_lua_block { require("ngx_app").get() } }
+    location = /serve  { content_by_lua_block { require("ngx_app").serve() } }
+    location = /upload {
+      client_body_in_file_only clean;
+      client_max_body_size 20m;
+      content_by_lua_block { require("ngx_app").upload() }
+    }
+]]
+
+describe("wxmedia.ngx in nginx #once", function()
+  local emu
+
+  setup(function()
+    emu = helper.start_emulator()
+  end)
+
+  teardown(function()
+    if emu then emu:stop() end
+  end)
+
+  before_each(function()
+    emu:reset()
+  end)
+
+  -- Starts nginx with the clients named in opts.clients (wxmedia.ngx.new options, as JSON; base_url,
+  -- appid and secret default to the emulator's). Returns the nginx object, with .tmp (a folder the
+  -- handlers write into) and :stop() that also removes it.
+  local function start_nginx(opts)
+    local tmp = helper.tmpdir()
+    local clients = {}
+    for name, o in pairs(opts.clients) do
+      local c = { appid = helper.APPID, secret = helper.SECRET, base_url = emu.base_url,
+        retries = 1, backoff = { base = 0.01, max = 0.02 }, tmpdir = tmp }
+      for k, v in pairs(o) do c[k] = v end
+      clients[name] = c
+    end
+    local conf = assert(cjson.encode({ tmpdir = tmp, clients = clients }))
+    local ngx = nginx_helper.start({
+      workers = opts.workers or 4,
+      reuseport = true,
+      package_path = helper.root .. "/spec/?.lua;",
+      http = "  init_by_lua_block { require('ngx_app').init([==[" .. conf .. "]==]) }\n"
+        .. "  init_worker_by_lua_block { require('ngx_app').init_worker() }\n",
+      server = LOCATIONS,
+    })
+    ngx.tmp = tmp
+    local stop = ngx.stop
+    function ngx.stop(self)
+      stop(self)
+      helper.rmtree(tmp)
+    end
+    return ngx
+  end
+
+  local function json(status, body)
+    return status, cjson.decode(body or "")
+  end
+
+  local function upload_via(ngx, fixture, query)
+    return json(ngx:curl("/upload?" .. (query or "type=image"),
+      "--data-binary " .. shell_quote("@" .. helper.fixture(fixture))))
+  end
+
+  local function wait_for(what, fn, seconds)
+    for _ = 1, (seconds or 15) * 20 do
+      if fn() then return true end
+      os.execute("sleep 0.05")
+    end
+    error("timed out waiting for " .. what)
+  end
+
+  -- n uploads of image.jpg, `parallel` at a time, each by its own curl process; returns the answers.
+  local function concurrent_uploads(ngx, n, parallel)
+    local dir = ngx.tmp .. "/answers"
+    assert(os.execute("mkdir -p " .. shell_quote(dir)))
+    local cmd = ("seq 1 %d | xargs -P %d -I{} curl -s -o %s --data-binary %s %s"):format(n, parallel,
+      shell_quote(dir .. "/{}.json"), shell_quote("@" .. helper.fixture("image.jpg")),
+      shell_quote(ngx.base_url .. "/upload?type=image"))
+    local _, ok = helper.sh(cmd)
+    assert(ok, "curl failed")
+    local answers = {}
+    for i = 1, n do
+      answers[i] = cjson.decode(helper.read(dir .. "/" .. i .. ".json") or "") or {}
+    end
+    return answers
+  end
+
+  it("refuses transfers in init_worker with a clear error, and creates clients in init", function()
+    local ngx = start_nginx({ workers = 1, clients = { main = { thread_pool = "wxmedia" } } })
+    finally(function() ngx:stop() end)
+    local status, state = json(ngx:curl("/state"))
+    assert.equal(200, status)
+    assert.matches("upload cannot run in the init_worker phase", state.init_worker_error, 1, true)
+    assert.equal(0, #emu:requests())
+  end)
+
+  it("(a) answers a plain location on the same worker while an upload waits 2 s on WeChat", function()
+    local ngx = start_nginx({ workers = 1, clients = { main = { thread_pool = "wxmedia" } } })
+    finally(function() ngx:stop() end)
+    emu:fault({ route = "upload", kind = "delay", seconds = 2 })
+    local out = ngx.tmp .. "/slow.json"
+    os.execute(("(curl -s -o %s --data-binary %s %s; touch %s) >/dev/null 2>&1 &"):format(shell_quote(out),
+      shell_quote("@" .. helper.fixture("image.jpg")), shell_quote(ngx.base_url .. "/upload?type=image"),
+      shell_quote(out .. ".done")))
+    wait_for("the upload to start", function() return helper.read(ngx.tmp .. "/upload-started") end)
+
+    -- one curl, 50 requests: each prints its answer and its own total time
+    local urls = {}
+    for i = 1, 50 do urls[i] = shell_quote(ngx.base_url .. "/ping") end
+    local text = helper.sh("curl -s -w '%{time_total}\\n' " .. table.concat(urls, " "))
+    local answered = 0
+    for body, seconds in text:gmatch("([^\n]+)\n([%d%.]+)\n") do
+      local ping = cjson.decode(body)
+      answered = answered + 1
+      assert.equal(1, ping.uploading, "the upload was no longer in flight")
+      assert.is_true(tonumber(seconds) < 0.05, "a ping took " .. seconds .. " s")
+    end
+    assert.equal(50, answered)
+
+    wait_for("the upload to finish", function() return helper.read(out .. ".done") end)
+    local res = cjson.decode(helper.read(out)).res
+    assert.is_string(res and res.media_id)
+    assert.equal(1, #emu:requests("upload"))
+  end)
+
+  it("without a thread pool still works, blocks its worker, and warns once per worker", function()
+    local ngx = start_nginx({ workers = 1, clients = { main = {} } })
+    finally(function() ngx:stop() end)
+    emu:fault({ route = "upload", kind = "delay", seconds = 2 })
+    local out = ngx.tmp .. "/slow.json"
+    os.execute(("(curl -s -o %s --data-binary %s %s; touch %s) >/dev/null 2>&1 &"):format(shell_quote(out),
+      shell_quote("@" .. helper.fixture("image.jpg")), shell_quote(ngx.base_url .. "/upload?type=image"),
+      shell_quote(out .. ".done")))
+    wait_for("the upload to start", function() return helper.read(ngx.tmp .. "/upload-started") end)
+    -- the worker is inside libcurl: this ping is only answered once the upload is over
+    local status, ping = json(ngx:curl("/ping"))
+    assert.equal(200, status)
+    assert.equal(0, ping.uploading)
+    wait_for("the upload to finish", function() return helper.read(out .. ".done") end)
+    assert.is_string(cjson.decode(helper.read(out)).res.media_id)
+
+    local _, again = upload_via(ngx, "image.png")
+    assert.is_string(again.res.media_id)
+    local _, warnings = ngx:error_log():gsub("transfers are blocking this nginx worker's event loop", "")
+    assert.equal(1, warnings)
+    assert.matches("[warn]", ngx:error_log(), 1, true)
+  end)
+
+  it("(b) 200 concurrent uploads across 4 workers make one token request", function()
+    local ngx = start_nginx({ workers = 4, clients = { main = {
+      thread_pool = "wxmedia", shared_dict = "wxmedia_tokens", lock_dict = "wxmedia_locks" } } })
+    finally(function() ngx:stop() end)
+    local answers = concurrent_uploads(ngx, 200, 50)
+    local ok, pids, npids = 0, {}, 0
+    for _, a in ipairs(answers) do
+      if a.res and a.res.media_id then ok = ok + 1 end
+      if a.pid and not pids[a.pid] then pids[a.pid], npids = true, npids + 1 end
+    end
+    assert.equal(200, ok)
+    assert.is_true(npids > 1, "all uploads landed on one worker")
+    assert.equal(1, #emu:requests("stable_token"))
+    assert.equal(200, #emu:requests("upload"))
+  end)
+
+  it("(c) a token WeChat rejects is refreshed once for all workers", function()
+    local ngx = start_nginx({ workers = 4, clients = { main = {
+      thread_pool = "wxmedia", shared_dict = "wxmedia_tokens", lock_dict = "wxmedia_locks" } } })
+    finally(function() ngx:stop() end)
+    local _, first = upload_via(ngx, "image.jpg")
+    assert.is_string(first.res.media_id)
+    assert.equal(1, #emu:requests("stable_token"))
+
+    -- the token every worker holds expires at WeChat (the emulator's clock jumps 2 h): every upload
+    -- in flight is refused with it, and still only one worker asks for a new one
+    emu:clock(7200)
+    local answers = concurrent_uploads(ngx, 100, 50)
+    local ok = 0
+    for _, a in ipairs(answers) do
+      if a.res and a.res.media_id then ok = ok + 1 end
+    end
+    assert.equal(100, ok)
+    assert.equal(2, #emu:requests("stable_token"))
+
+  end)
+
+  it("(c) an upload refused with 40001 refreshes once, and the uploads in flight replay on it", function()
+    local ngx = start_nginx({ workers = 4, clients = { main = {
+      thread_pool = "wxmedia", shared_dict = "wxmedia_tokens", lock_dict = "wxmedia_locks" } } })
+    finally(function() ngx:stop() end)
+    local _, first = upload_via(ngx, "image.jpg")
+    assert.is_string(first.res.media_id)
+    -- the refresh is a force_refresh, which revokes the old token at once: every upload still
+    -- carrying it is refused too, and must use the new one instead of fetching again
+    emu:fault({ route = "upload", kind = "errcode", errcode = 40001, count = 1 })
+    local answers = concurrent_uploads(ngx, 60, 30)
+    local ok = 0
+    for _, a in ipairs(answers) do
+      if a.res and a.res.media_id then ok = ok + 1 end
+    end
+    assert.equal(60, ok)
+    assert.equal(2, #emu:requests("stable_token"))
+  end)
+
+  describe("(d) gives through the worker thread what plain Lua gives", function()
+    local ngx, plain, dead
+
+    before_each(function()
+      ngx = start_nginx({ workers = 2, clients = {
+        main = { thread_pool = "wxmedia", shared_dict = "wxmedia_tokens", retries = 0 },
+        -- nothing listens on port 1: a connect failure (another account, so no token is cached)
+        dead = { thread_pool = "wxmedia", base_url = "http://127.0.0.1:1", retries = 0,
+          appid = helper.APPID2, secret = helper.SECRET2 },
+      } })
+      -- own stores: the emulator forgets its tokens before each test
+      plain = assert(wxmedia.new({ appid = helper.APPID, secret = helper.SECRET, base_url = emu.base_url,
+        retries = 0, token_store = wxmedia.store.memory() }))
+      dead = assert(wxmedia.new({ appid = helper.APPID2, secret = helper.SECRET2,
+        base_url = "http://127.0.0.1:1", retries = 0, token_store = wxmedia.store.memory() }))
+    end)
+
+    after_each(function()
+      if ngx then ngx:stop() end
+    end)
+
+    -- the same value as it looks after a trip through JSON, as nginx's answers do
+    local function as_json(v)
+      return cjson.decode(cjson.encode(v))
+    end
+
+    -- a curl message may name the milliseconds it waited
+    local function steady(msg)
+      return type(msg) == "string" and msg:gsub("%d+ ms", "N ms") or msg
+    end
+
+    it("a successful upload and get", function()
+      local res = assert(plain:upload("image", helper.fixture("image.png")))
+      local _, through = json(ngx:curl("/upload?type=image&path=" .. helper.fixture("image.png"), "-X POST"))
+      assert.is_table(through.res)
+      local function shape(r)
+        local s = {}
+        for k, v in pairs(r) do s[k] = type(v) end
+        return s
+      end
+      assert.same(shape(as_json(res)), shape(through.res))
+      assert.equal("image", through.res.type)
+
+      local path = helper.tmpdir() .. "/copy"
+      local got = assert(plain:get(through.res.media_id, path))
+      helper.rmtree(path:match("^(.*)/"))
+      got.path = nil
+      local _, via = json(ngx:curl("/get?media_id=" .. through.res.media_id))
+      assert.same(as_json(got), via.res)
+      assert.equal(#helper.read(helper.fixture("image.png")), via.size)
+    end)
+
+    it("an unknown media_id (errcode 40007)", function()
+      local path = helper.tmpdir() .. "/none"
+      local res, err, details = plain:get("no-such-media", path)
+      helper.rmtree(path:match("^(.*)/"))
+      assert.is_nil(res)
+      local _, via = json(ngx:curl("/get?media_id=no-such-media"))
+      assert.is_nil(via.res)
+      assert.equal(err, via.err)
+      assert.same(as_json(details), via.details)
+      assert.equal(40007, via.details.errcode)
+    end)
+
+    it("a file that is not media (no request sent)", function()
+      local file = helper.fixture("README.md")
+      local _, err, details = plain:upload("image", file)
+      local _, via = json(ngx:curl("/upload?type=image&path=" .. file, "-X POST"))
+      assert.equal("input", via.details.kind)
+      assert.equal(err, via.err)
+      assert.same(as_json(details), via.details)
+    end)
+
+    it("a connect failure", function()
+      local _, err, details = dead:upload("image", helper.fixture("image.jpg"))
+      local _, via = json(ngx:curl("/upload?client=dead&type=image&path=" .. helper.fixture("image.jpg"),
+        "-X POST"))
+      assert.equal("connect", via.details.kind)
+      assert.equal(steady(err), steady(via.err))
+      details = as_json(details)
+      details.message, via.details.message = steady(details.message), steady(via.details.message)
+      assert.same(details, via.details)
+    end)
+  end)
+
+  describe("(e) serve-by-id", function()
+    local ngx, token
+
+    setup(function()
+      ngx = start_nginx({ workers = 2, clients = { main = { thread_pool = "wxmedia",
+        shared_dict = "wxmedia_tokens" } } })
+    end)
+
+    teardown(function()
+      if ngx then ngx:stop() end
+    end)
+
+    before_each(function()
+      token = emu:token()
+    end)
+
+    -- GET /serve: status, headers (lower-case names), body
+    local function serve(media_id)
+      local dir = helper.tmpdir()
+      helper.sh(("curl -s -D %s -o %s %s"):format(shell_quote(dir .. "/h"),
+        shell_quote(dir .. "/b"), shell_quote(ngx.base_url .. "/serve?media_id=" .. media_id)))
+      local head, body = helper.read(dir .. "/h") or "", helper.read(dir .. "/b") or ""
+      helper.rmtree(dir)
+      local headers = {}
+      for k, v in head:gmatch("([%w%-]+):%s*([^\r\n]*)") do headers[k:lower()] = v end
+      return tonumber(head:match("^HTTP/%S+ (%d+)")), headers, body
+    end
+
+    local function media_id_of(mtype, fixture)
+      local status, res = emu:upload_with_curl(token, mtype, helper.fixture(fixture))
+      assert.equal(200, status)
+      return res.media_id or res.thumb_media_id
+    end
+
+    for _, case in ipairs({
+      { "image", "image.jpg", "image/jpeg" },
+      { "image", "image.png", "image/png" },
+      { "voice", "voice.mp3", "audio/mpeg" },
+    }) do
+      it("sends " .. case[2] .. " byte for byte with its Content-Type and Content-Length", function()
+        local status, headers, body = serve(media_id_of(case[1], case[2]))
+        local want = helper.read(helper.fixture(case[2]))
+        assert.equal(200, status)
+        assert.equal(case[3], headers["content-type"])
+        assert.equal(tostring(#want), headers["content-length"])
+        assert.is_true(body == want, "the bytes differ")
+      end)
+    end
+
+    it("follows a video's video_url and sends the video", function()
+      local status, headers, body = serve(media_id_of("video", "video.mp4"))
+      assert.equal(200, status)
+      assert.equal("video/mp4", headers["content-type"])
+      assert.is_true(body == helper.read(helper.fixture("video.mp4")), "the bytes differ")
+    end)
+
+    it("answers an unknown media_id with 404 and a JSON error, not a file", function()
+      local status, headers, body = serve("no-such-media")
+      assert.equal(404, status)
+      assert.matches("^application/json", headers["content-type"])
+      local doc = cjson.decode(body)
+      assert.equal(40007, doc.errcode)
+      assert.equal("api", doc.kind)
+      assert.matches("media_id", doc.error)
+    end)
+
+    it("answers WeChat's failure with 502 and a JSON error", function()
+      local id = media_id_of("image", "image.jpg")
+      emu:fault({ route = "get", kind = "status", status = 503, count = 10 })
+      local status, headers, body = serve(id)
+      assert.equal(502, status)
+      assert.matches("^application/json", headers["content-type"])
+      assert.equal("http", cjson.decode(body).kind)
+    end)
+
+    it("leaves no temp file behind", function()
+      serve(media_id_of("image", "image.gif"))
+      serve("no-such-media")
+      for _, name in ipairs(helper.ls(ngx.tmp)) do
+        assert.is_nil(name:match("^wxmedia%-serve%-"), "left behind: " .. name)
+      end
+    end)
+  end)
+end)
