@@ -149,8 +149,12 @@ describe("wxmedia command", function()
       assert.equal("input", objs[1].error.kind)
       assert.matches("^[%w_%-]+$", objs[2].media_id)
       assert.equal("input", objs[3].error.kind)
-      assert.truthy(r.err:find("wxmedia: " .. bad .. ": ", 1, true))
-      assert.truthy(r.err:find("wxmedia: " .. tmp .. "/missing.jpg: ", 1, true))
+      -- one line on stderr per failure, naming the file
+      local lines = {}
+      for line in r.err:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      assert.equal(2, #lines, r.err)
+      assert.truthy(lines[1]:find("^wxmedia: ") and lines[1]:find(bad, 1, true), lines[1])
+      assert.truthy(lines[2]:find("^wxmedia: ") and lines[2]:find(tmp .. "/missing.jpg", 1, true), lines[2])
       assert.equal(1, #emu:requests("upload"))
     end)
   end)
@@ -321,6 +325,12 @@ describe("wxmedia command", function()
       assert.equal(0, piped.code, piped.err)
       assert.equal("", piped.err)
       assert.is_nil(piped.out:find("%", 1, true))
+
+      local id = piped.out:match("^(%S+)\n$")
+      local copy = tmp .. "/big-copy.jpg"
+      local got = on_terminal { "get", id, "-o", copy }
+      assert.matches("100%%", got)
+      assert.equal(helper.read(big), helper.read(copy))
     end)
 
     it("is not drawn for small files or with --no-progress", function()

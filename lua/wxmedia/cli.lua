@@ -348,7 +348,9 @@ end
 function Run:fail(what, message, details, json_fields)
   details = details or {}
   message = _M.redact(message, self.secrets)
-  self.stderr:write("wxmedia: ", what and (what .. ": ") or "", message, "\n")
+  -- name the file or media_id, unless the message already does
+  local prefix = (what and not message:find(what, 1, true)) and (what .. ": ") or ""
+  self.stderr:write("wxmedia: ", prefix, message, "\n")
   if self.opts.json and json_fields then
     json_fields.error = { message = message, kind = details.kind, errcode = details.errcode }
     self.stdout:write(cjson.encode(json_fields), "\n")
@@ -421,7 +423,7 @@ function Run:get()
     output = _M.default_output(media_id, got)
     local moved, merr
     if exists(output) then
-      merr = output .. " exists; choose another name with -o"
+      merr = output .. " already exists; not overwriting it (choose another name with -o)"
     else
       moved, merr = os.rename(target, output)
     end
