@@ -177,6 +177,18 @@ describe("wxmedia", function()
       assert.are.equal(helper.read(helper.fixture("image.png")), helper.read(out))
     end)
 
+    it("never after the progress function aborts", function()
+      local calls = 0
+      local c = client({ progress = function() calls = calls + 1; return false end })
+      local res, msg, details = note(c:upload("image", helper.fixture("image.jpg")))
+      assert.is_nil(res)
+      assert.are.equal("aborted", details.kind)
+      assert.is_false(details.retryable)
+      assert.matches("^upload: ", msg)
+      assert.are.equal(1, calls)
+      assert.are.same({}, waits)
+    end)
+
     it("per-call retries override the client's; a refused connection is kind connect", function()
       local c = client({ base_url = "http://127.0.0.1:1", retries = 5 })
       local res, _, details = note(c:upload("image", helper.fixture("image.jpg"), { retries = 1 }))

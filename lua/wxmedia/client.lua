@@ -66,8 +66,14 @@ function _M.new(opts)
   else
     return errors.input("new: no access_token source: give appid and secret, access_token, or token_provider")
   end
+  -- The options the calls read later; the secret and tokens stay out of the client's fields, so
+  -- that printing or serialising a client shows none.
+  local kept = {}
+  for k, v in pairs(opts) do
+    if k ~= "secret" and k ~= "access_token" and k ~= "token_provider" then kept[k] = v end
+  end
   local self = setmetatable({
-    opts = opts,
+    opts = kept,
     transport = opts.transport,
     sleep = opts.sleep,
     now = opts.now,
@@ -82,7 +88,13 @@ function _M.new(opts)
   end
   -- The transport is made on first use; tokens reach it through this indirection.
   local client = self
-  local lazy = { request = function(_, ...) return client:_transport():request(...) end }
+  local lazy = {
+    request = function(_, ...)
+      local t, msg, details = client:_transport()
+      if not t then return nil, msg, details and details.kind end
+      return t:request(...)
+    end,
+  }
   self.tokens = token.new({
     mode = mode, appid = opts.appid, secret = opts.secret, access_token = opts.access_token,
     provider = opts.token_provider, store = opts.token_store, now = self.now, transport = lazy,
@@ -95,17 +107,18 @@ function _M.new(opts)
 end
 
 -- The transport: given, or a core session built from the client's options on first use.
+-- Returns it, or nil, message, details.
 function _M._transport(self)
   if self.transport then return self.transport end
   local c = load_core()
-  if not c then error("wxmedia.core cannot be loaded and no transport was given", 3) end
+  if not c then return errors.fail("io", "the C core wxmedia.core cannot be loaded") end
   local o = self.opts
   local s, err = c.session({
     base_url = o.base_url or _M.DEFAULT_BASE_URL, timeout = o.timeout, connect_timeout = o.connect_timeout,
     low_speed_limit = o.low_speed_limit, low_speed_time = o.low_speed_time, cainfo = o.cainfo,
     capath = o.capath, proxy = o.proxy, user_agent = o.user_agent, verify = o.verify,
   })
-  if not s then error("cannot create a wxmedia.core session: " .. tostring(err), 3) end
+  if not s then return errors.fail("input", "cannot create a session: " .. tostring(err)) end
   self.transport = s
   return s
 end
@@ -177,7 +190,9 @@ function _M.upload(self, mtype, path, opts)
   local send = { filename = info.filename, content_type = info.content_type, progress = p.progress }
   return retry.run(p, function()
     return with_token(self, "upload", function(tok)
-      local res, err, kind = self:_transport():upload(tok, mtype, path, send)
+      local t, terr, tdetails = self:_transport()
+      if not t then return nil, terr, tdetails end
+      local res, err, kind = t:upload(tok, mtype, path, send)
       if not res then return errors.transport("upload", err, kind) end
       local doc, m, d = decode_answer("upload", res)
       if not doc then return nil, m, d end
@@ -188,7 +203,7 @@ end
 
 -- A video's get answers {"video_url": ...}: download that URL (a CDN, no token) into path.
 local function follow_video(self, url, path, p)
-  local res, err, kind = self:_transport():fetch(url, path, { progress = p.progress })
+  local res, err, kind = self.transport:fetch(url, path, { progress = p.progress })
   if not res then return errors.transport("get video_url", err, kind) end
   if not res.file then
     if res.status ~= 200 then return errors.http("get video_url", res.status) end
@@ -210,7 +225,9 @@ function _M.get(self, media_id, path, opts)
   local args = { jssdk = p.jssdk or nil, progress = p.progress }
   return retry.run(p, function()
     return with_token(self, "get", function(tok)
-      local res, err, kind = self:_transport():get(tok, media_id, path, args)
+      local t, terr, tdetails = self:_transport()
+      if not t then return nil, terr, tdetails end
+      local res, err, kind = t:get(tok, media_id, path, args)
       if not res then return errors.transport("get", err, kind) end
       if res.file then
         return { path = res.path or path, size = res.size, content_type = res.content_type,
