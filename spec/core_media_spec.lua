@@ -174,9 +174,11 @@ describe("wxmedia.core media", function()
       assert.equal("aborted", kind)
       assert.equal("aborted: the progress function returned false", err)
       assert_untouched(dest, mtime)
-      r, err, kind = s:upload(token, "image", helper.fixture("image.jpg"), { progress = function() return false end })
+      r, err, kind = s:upload(token, "image", helper.fixture("image.jpg"),
+        { progress = function() return false end })
       assert.is_nil(r)
       assert.equal("aborted", kind)
+      assert.matches("returned false", err)
       -- the session works on
       assert(s:get(token, id, dest))
       assert.equal(helper.read(helper.fixture("image.jpg")), helper.read(dest))

@@ -128,7 +128,8 @@ describe("wxmedia.core session", function()
     end)
 
     it("for a bad method, an unknown option or an option of the wrong type", function()
-      assert.has_error(function() s:request("PUT", "/x") end, "bad argument #1 to 'request' (invalid option 'PUT')")
+      assert.has_error(function() s:request("PUT", "/x") end,
+        "bad argument #1 to 'request' (invalid option 'PUT')")
       assert.has_error(function() core.session{ timeout = "5" } end,
         "bad argument #1 to 'session' (field 'timeout': number expected, got string)")
       assert.has_error(function() core.session{ verfy = false } end,
@@ -161,7 +162,8 @@ describe("wxmedia.core session", function()
 
     it("POSTs a JSON body (stable_token)", function()
       local s = session()
-      local body = ('{"grant_type":"client_credential","appid":"%s","secret":"%s"}'):format(helper.APPID, helper.SECRET)
+      local body = ('{"grant_type":"client_credential","appid":"%s","secret":"%s"}')
+        :format(helper.APPID, helper.SECRET)
       local r = assert(s:request("POST", "/cgi-bin/stable_token", { body = body }))
       assert.equal(200, r.status)
       assert.matches('"expires_in":%d+', r.body)

@@ -99,10 +99,11 @@ describe("wxmedia.core helpers", function()
 
     it("is held against another process, and released when the holder is collected", function()
       local path = dir .. "/gc.lock"
-      local held = assert(core.lock(path, 0))
+      local held = { assert(core.lock(path, 0)) }
+      assert.matches("^wxmedia%.lock", tostring(held[1]))
       local out = helper.sh("flock -n " .. helper.shell_quote(path) .. " true && echo free || echo held")
       assert.equal("held", (out:gsub("%s", "")))
-      held = nil     -- luacheck: ignore (dropped, so that the collector releases it)
+      held[1] = nil     -- dropped, so that the collector releases it
       collectgarbage("collect")
       collectgarbage("collect")
       out = helper.sh("flock -n " .. helper.shell_quote(path) .. " true && echo free || echo held")
