@@ -1,6 +1,6 @@
 -- Failures as data: WeChat's errcodes (what they mean, whether a retry can help), the
 -- `nil, message, details` triple every call returns, and the redaction of secrets in any text.
-local pairs, setmetatable, tostring, type = pairs, setmetatable, tostring, type
+local ipairs, pairs, setmetatable, tostring, type = ipairs, pairs, setmetatable, tostring, type
 local format = string.format
 local math_floor, math_type = math.floor, math.type  -- math.type: nil before Lua 5.3
 
@@ -51,11 +51,14 @@ function _M.is_token_errcode(code)
   return c ~= nil and c.token == true
 end
 
--- Removes the value of every access_token= and secret= (in URLs and JSON alike) from a text.
+-- Removes the value of every access_token and secret from a text: in URLs and forms (name=value)
+-- and in JSON ("name": "value").
 function _M.redact(text)
   if type(text) ~= "string" then return text end
-  text = text:gsub("([%a_]*access_token[\"']?%s*[=:]%s*[\"']?)[^&%s\"',}]+", "%1***")
-  text = text:gsub("([%a_]*secret[\"']?%s*[=:]%s*[\"']?)[^&%s\"',}]+", "%1***")
+  for _, name in ipairs({ "access_token", "secret" }) do
+    text = text:gsub("(" .. name .. "=)[^&%s\"']+", "%1***")
+    text = text:gsub("(\"" .. name .. "\"%s*:%s*\")[^\"]*", "%1***")
+  end
   return text
 end
 

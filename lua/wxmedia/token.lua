@@ -131,8 +131,9 @@ local function from_provider(self, force)
   end
   local ok, tok, expires_in = pcall(self.provider)
   if not ok or type(tok) ~= "string" or tok == "" then
-    local why = not ok and errors.redact(tostring(tok)) or (expires_in and tostring(expires_in)) or "no token"
-    return errors.fail("token", "token_provider gave no access_token: " .. why)
+    if not ok then return errors.fail("token", "token_provider failed: " .. tostring(tok)) end
+    return errors.fail("token", "token_provider returned no token"
+      .. (expires_in ~= nil and " (" .. tostring(expires_in) .. ")" or ""))
   end
   expires_in = tonumber(expires_in)
   if expires_in and expires_in > 0 then
