@@ -96,17 +96,19 @@ function Nginx:error_log()
   return helper.read(self.prefix .. "/error.log") or ""
 end
 
--- Stops the master by pid (QUIT lets workers finish) and waits until it is gone; then removes the prefix.
+-- Stops the master by pid (TERM: a fast shutdown, the tests are over) and waits until it is gone;
+-- then removes the prefix.
 function Nginx:stop(keep)
   if self.stopped then return end
   self.stopped = true
-  os.execute("kill -QUIT " .. self.pid .. " 2>/dev/null")
+  os.execute("kill -TERM " .. self.pid .. " 2>/dev/null")
   for _ = 1, 100 do
     if not alive(self.pid) then break end
     os.execute("sleep 0.1")
   end
   if alive(self.pid) then
-    os.execute("kill -KILL " .. self.pid .. " 2>/dev/null")
+    -- a killed master leaves its workers behind: kill its children first, by parent pid
+    os.execute("pkill -KILL -P " .. self.pid .. " 2>/dev/null; kill -KILL " .. self.pid .. " 2>/dev/null")
     os.execute("sleep 0.2")
   end
   if not keep then helper.rmtree(self.prefix) end
