@@ -48,7 +48,7 @@ DESTDIR     ?=
 EMULATOR_DIR  ?= .emulator
 EMULATOR_PORT ?= 0
 
-.PHONY: all build deps test demo emulator emulator-stop bench install lint clean
+.PHONY: all build deps test demo emulator emulator-stop bench install lint clean memcheck
 
 all: build
 build: $(CORE)
@@ -95,3 +95,19 @@ lint:
 
 clean:
 	rm -rf build
+
+# The core's specs (spec/core_*_spec.lua) on Lua 5.4 under valgrind memcheck: zero memory errors and
+# zero definite leaks, else it fails. Only the Lua process is checked (not the emulator, nor curl).
+MEMCHECK_SPECS ?= $(wildcard spec/core_*_spec.lua)
+memcheck:
+	@$(MAKE) --no-print-directory DEV=1 LUA_VERSION=5.4 build
+	@tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/wxmedia-memcheck-XXXXXX"); \
+	WXMEDIA_TEST_TMP=$$tmp WXMEDIA_ROOT=$$PWD WXMEDIA_LUA=lua5.4 \
+	valgrind -q --keep-debuginfo=yes --leak-check=full --errors-for-leak-kinds=definite \
+	  --show-leak-kinds=definite --suppressions=spec/core_memcheck.supp --error-exitcode=99 \
+	  lua5.4 "$$(command -v busted)" --cpath='build/lua5.4/?.so' -o plainTerminal $(MEMCHECK_SPECS); \
+	rc=$$?; find "$$tmp" -name '*.pid' | while read -r f; do kill "$$(cat "$$f")" 2>/dev/null; done; \
+	rm -rf "$$tmp"; \
+	if [ $$rc = 0 ]; then echo "memcheck: 0 errors, 0 definite leaks"; \
+	elif [ $$rc = 99 ]; then echo "memcheck: valgrind found errors or definite leaks" >&2; exit 1; \
+	else echo "memcheck: the specs failed" >&2; exit 1; fi
