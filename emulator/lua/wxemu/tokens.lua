@@ -8,7 +8,7 @@ local rand = require "wxemu.rand"
 
 local dict = ngx.shared.wxemu_tokens
 local ngx = ngx
-local math_floor, type = math.floor, type
+local math_floor, math_ceil, type = math.floor, math.ceil, type
 
 local _M = {}
 
@@ -93,7 +93,7 @@ function _M.stable(appid, force)
       st.expires_at = now + cfg.token_lifetime
     end
     dict:set("s:" .. appid, cjson.encode(st))
-    return st.token, math_floor(st.expires_at - now)
+    return st.token, math_ceil(st.expires_at - now)
   end)
 end
 
