@@ -375,9 +375,7 @@ function Run:client()
       _M.redact(message, self.secrets), attempt, delay or 0))
   end
   local wxmedia = require "wxmedia"
-  local client, cerr = wxmedia.new(conf)
-  if not client then return nil, cerr end
-  return client
+  return wxmedia.new(conf)
 end
 
 function Run:upload()
@@ -457,8 +455,12 @@ local function run(argv, sys)
 
   local self = setmetatable({ opts = opts, stdout = sys.stdout, stderr = sys.stderr,
     getenv = sys.getenv, is_terminal = sys.is_terminal, secrets = {} }, Run)
-  local client, cerr = self:client()
-  if not client then return self:fail(nil, cerr, { kind = "input" }) end
+  local client, cerr, details = self:client()
+  if not client then
+    -- bad credentials or options are input; anything else here (no C core) is a broken install
+    local kind = (details == nil or details.kind == "input") and "input" or "install"
+    return self:fail(nil, cerr, { kind = kind })
+  end
   self.client = client
   return self[opts.command](self)
 end
