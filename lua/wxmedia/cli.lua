@@ -34,7 +34,7 @@ NAME
 SYNOPSIS
     wxmedia [OPTIONS] upload TYPE FILE...
     wxmedia [OPTIONS] get MEDIA_ID [-o FILE]
-    wxmedia [OPTIONS] token [--force]
+    wxmedia [OPTIONS] token
     wxmedia --help | --version
 
 DESCRIPTION
@@ -78,7 +78,6 @@ OPTIONS
                          a busy server (default 3)
     --timeout SECONDS    give up on a transfer after this long
     -o, --output FILE    get: write to FILE (replacing it)
-    --force              token: ask WeChat for a new token
     --json               print one JSON object per line, for scripts; a
                          failed item gives {"file" or "media_id", "error":
                          {"message", "kind", "errcode"}}
@@ -123,7 +122,7 @@ local VALUE_OPTIONS = {
   ["--output"] = "output", ["-o"] = "output",
 }
 local FLAG_OPTIONS = {
-  ["--json"] = "json", ["--no-progress"] = "no_progress", ["--force"] = "force",
+  ["--json"] = "json", ["--no-progress"] = "no_progress",
   ["--help"] = "help", ["-h"] = "help", ["--version"] = "version",
 }
 local COMMANDS = { upload = true, get = true, token = true }
@@ -174,7 +173,6 @@ function _M.parse(argv)
   if opts.command == "get" and n ~= 1 then return nil, "get needs exactly one MEDIA_ID" end
   if opts.command == "token" and n ~= 0 then return nil, "token takes no arguments" end
   if opts.output and opts.command ~= "get" then return nil, "option -o is for get only" end
-  if opts.force and opts.command ~= "token" then return nil, "option --force is for token only" end
   if opts.output == "" then return nil, "option -o needs a file name" end
 
   if opts.retries then
@@ -436,11 +434,9 @@ function Run:get()
 end
 
 function Run:token()
-  local token, err, details = self.client:token(self.opts.force and true or false)
+  local token, err, details = self.client:token()
   if not token then return self:fail(nil, err, details, {}) end
-  local expires_in
-  if type(err) == "number" then expires_in = err end -- token() may answer token, expires_in
-  self:say({ access_token = token, expires_in = expires_in }, token)
+  self:say({ access_token = token }, token)
   return _M.EXIT.ok
 end
 
