@@ -55,8 +55,10 @@ local function render(prefix, port, opts)
   return table.concat(lines, "\n")
 end
 
+-- Running, and not a zombie waiting for its reaper (the master's parent is init, which may be slow).
 local function alive(pid)
-  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+  local stat = helper.read("/proc/" .. pid .. "/stat")
+  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
 end
 
 -- Starts nginx; opts: { workers = 4, http = "...", server = "...", thread_pool = true|false,
@@ -102,9 +104,9 @@ function Nginx:stop(keep)
   if self.stopped then return end
   self.stopped = true
   os.execute("kill -TERM " .. self.pid .. " 2>/dev/null")
-  for _ = 1, 100 do
+  for _ = 1, 200 do
     if not alive(self.pid) then break end
-    os.execute("sleep 0.1")
+    os.execute("sleep 0.05")
   end
   if alive(self.pid) then
     -- a killed master leaves its workers behind: kill its children first, by parent pid

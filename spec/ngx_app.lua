@@ -72,6 +72,25 @@ function _M.ping()
   answer({ pid = ngx.worker.pid(), uploading = ngx.shared.test:get("uploading") or 0 })
 end
 
+-- A holder that dies: its lock must still be exclusive while it lives, then expire; its late
+-- unlock must not free the next holder's lock.
+function _M.locktest()
+  local store = wxngx.shared_store("wxmedia_tokens", { lock_dict = "wxmedia_locks", lock_exptime = 0.5 })
+  local dead = assert(store:lock("k", 1))
+  local busy, busy_err = store:lock("k", 0.1)
+  local next_holder, next_err = store:lock("k", 5)
+  dead:unlock()
+  local still_busy, still_err = store:lock("k", 0.1)
+  if next_holder then next_holder:unlock() end
+  answer({ busy = busy ~= nil, busy_err = busy_err, next_holder = next_holder ~= nil, next_err = next_err,
+    still_busy = still_busy ~= nil, still_err = still_err })
+end
+
+-- The keys of the lock dict: empty once no call is running.
+function _M.locks()
+  answer({ keys = ngx.shared.wxmedia_locks:get_keys(0) })
+end
+
 function _M.state()
   answer({ init_worker_error = ngx.shared.test:get("init_worker_error") })
 end

@@ -7,10 +7,13 @@ local cjson = require "cjson.safe"
 local wxmedia = require "wxmedia"
 
 local shell_quote = helper.shell_quote
+local BAD_SECRET = string.rep("0", 32)
 
 local LOCATIONS = [[
     location = /ping   { content_by_lua_block { require("ngx_app").ping() } }
     location = /state  { content_by_lua_block { require("ngx_app").state() } }
+    location = /locks  { content_by_lua_block { require("ngx_app").locks() } }
+    location = /locktest { content_by_lua_block { require("ngx_app").locktest() } }
     location = /get    { content_by_lua_block { require("ngx_app").get() } }
     location = /serve  { content_by_lua_block { require("ngx_app").serve() } }
     location = /upload {
@@ -225,6 +228,22 @@ describe("wxmedia.ngx in nginx #once", function()
     assert.equal(2, #emu:requests("stable_token"))
   end)
 
+  it("the token lock is exclusive, expires when its holder dies, and is released after a failure", function()
+    local ngx = start_nginx({ workers = 2, clients = {
+      dead = { thread_pool = "wxmedia", base_url = "http://127.0.0.1:1", retries = 0,
+        shared_dict = "wxmedia_tokens", lock_dict = "wxmedia_locks" } } })
+    finally(function() ngx:stop() end)
+    local status, t = json(ngx:curl("/locktest"))
+    assert.equal(200, status)
+    assert.same({ busy = false, busy_err = "timeout", next_holder = true, still_busy = false,
+      still_err = "timeout" }, t)
+
+    local _, up = upload_via(ngx, "image.jpg", "client=dead&type=image")
+    assert.equal("connect", up.details.kind)
+    local _, locks = json(ngx:curl("/locks"))
+    assert.same({}, locks.keys)
+  end)
+
   describe("(d) gives through the worker thread what plain Lua gives", function()
     local ngx, plain, dead
 
@@ -234,6 +253,8 @@ describe("wxmedia.ngx in nginx #once", function()
         -- nothing listens on port 1: a connect failure (another account, so no token is cached)
         dead = { thread_pool = "wxmedia", base_url = "http://127.0.0.1:1", retries = 0,
           appid = helper.APPID2, secret = helper.SECRET2 },
+        retry = { thread_pool = "wxmedia", shared_dict = "wxmedia_tokens", retries = 1 },
+        refused = { thread_pool = "wxmedia", retries = 0, secret = BAD_SECRET },
       } })
       -- own stores: the emulator forgets its tokens before each test
       plain = assert(wxmedia.new({ appid = helper.APPID, secret = helper.SECRET, base_url = emu.base_url,
@@ -296,6 +317,32 @@ describe("wxmedia.ngx in nginx #once", function()
       assert.equal("input", via.details.kind)
       assert.equal(err, via.err)
       assert.same(as_json(details), via.details)
+    end)
+
+    it("a secret WeChat refuses", function()
+      local refused = assert(wxmedia.new({ appid = helper.APPID, secret = BAD_SECRET, base_url = emu.base_url,
+        retries = 0, token_store = wxmedia.store.memory() }))
+      local _, err, details = refused:upload("image", helper.fixture("image.jpg"))
+      local _, via = json(ngx:curl("/upload?client=refused&type=image&path=" .. helper.fixture("image.jpg"),
+        "-X POST"))
+      assert.equal("token", via.details.kind)
+      assert.equal(err, via.err)
+      assert.same(as_json(details), via.details)
+    end)
+
+    it("a 503 that one retry cures (the wait is an ngx.sleep in nginx)", function()
+      local retrying = assert(wxmedia.new({ appid = helper.APPID, secret = helper.SECRET,
+        base_url = emu.base_url, retries = 1, backoff = { base = 0.01, max = 0.02 }, token_store = wxmedia.store.memory() }))
+      emu:fault({ route = "upload", kind = "status", status = 503 })
+      local res = retrying:upload("image", helper.fixture("image.gif"))
+      assert.is_string(res and res.media_id)
+      emu:fault({ route = "upload", kind = "status", status = 503 })
+      local _, via = json(ngx:curl("/upload?client=retry&type=image&path=" .. helper.fixture("image.gif"),
+        "-X POST"))
+      assert.is_string(via.res and via.res.media_id)
+      local statuses = {}
+      for i, e in ipairs(emu:requests("upload")) do statuses[i] = e.status end
+      assert.same({ 503, 200, 503, 200 }, statuses)
     end)
 
     it("a connect failure", function()

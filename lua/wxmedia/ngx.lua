@@ -213,14 +213,27 @@ function DictStore:lock(key, timeout)
   end
 end
 
-local function shared_dict(value, what)
+local function shared_dict(value, what, level)
   if type(value) == "string" then
     local dict = ngx.shared[value]
-    if not dict then error(format("bad %s (no lua_shared_dict named '%s')", what, value), 4) end
+    if not dict then error(format("bad %s (no lua_shared_dict named '%s')", what, value), level + 1) end
     return dict
   end
   if type(value) == "table" and type(value.add) == "function" then return value end
-  error(format("bad %s (a lua_shared_dict name expected, got %s)", what, type(value)), 4)
+  error(format("bad %s (a lua_shared_dict name expected, got %s)", what, type(value)), level + 1)
+end
+
+-- syntax: store = wxmedia.ngx.shared_store(shared_dict [, { lock_dict =, lock_exptime =, lock_timeout = }])
+-- The token store that `new` builds from its shared_dict option, for code that wants to share it.
+function _M.shared_store(dict, opts)
+  opts = opts or {}
+  local tokens = shared_dict(dict, "shared_dict", 3)
+  return setmetatable({
+    dict = tokens,
+    locks = opts.lock_dict ~= nil and shared_dict(opts.lock_dict, "lock_dict", 3) or tokens,
+    lock_exptime = opts.lock_exptime or 30,
+    lock_timeout = opts.lock_timeout or 10,
+  }, DictStore)
 end
 
 -- wxmedia.ngx.new(opts): wxmedia.new's options, plus
@@ -261,13 +274,7 @@ function _M.new(opts)
     end
   end
   if opts.shared_dict ~= nil then
-    local dict = shared_dict(opts.shared_dict, "shared_dict")
-    o.token_store = setmetatable({
-      dict = dict,
-      locks = opts.lock_dict ~= nil and shared_dict(opts.lock_dict, "lock_dict") or dict,
-      lock_exptime = opts.lock_exptime or 30,
-      lock_timeout = opts.lock_timeout or 10,
-    }, DictStore)
+    o.token_store = _M.shared_store(opts.shared_dict, opts)
   end
   o.sleep = o.sleep or ngx.sleep
   o.now = o.now or ngx.now
