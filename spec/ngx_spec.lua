@@ -332,7 +332,8 @@ describe("wxmedia.ngx in nginx #once", function()
 
     it("a 503 that one retry cures (the wait is an ngx.sleep in nginx)", function()
       local retrying = assert(wxmedia.new({ appid = helper.APPID, secret = helper.SECRET,
-        base_url = emu.base_url, retries = 1, backoff = { base = 0.01, max = 0.02 }, token_store = wxmedia.store.memory() }))
+        base_url = emu.base_url, retries = 1, backoff = { base = 0.01, max = 0.02 },
+        token_store = wxmedia.store.memory() }))
       emu:fault({ route = "upload", kind = "status", status = 503 })
       local res = retrying:upload("image", helper.fixture("image.gif"))
       assert.is_string(res and res.media_id)
