@@ -10,17 +10,22 @@ local _M = {}
 local config
 local clients = {}
 
--- init_by_lua: the spec's settings, and the clients (creating one makes no transfer).
+-- init_by_lua: the spec's settings, and the clients (creating one makes no transfer; a transfer
+-- must be refused).
 function _M.init(json)
   config = assert(cjson.decode(json))
   for name, opts in pairs(config.clients) do
     clients[name] = assert(wxngx.new(opts))
   end
+  local client = clients.main or clients.dead
+  local ok, err = pcall(client.upload, client, "image", "/nonexistent.jpg")
+  if not ok then ngx.shared.test:set("init_error", tostring(err)) end
 end
 
 -- init_worker_by_lua: a transfer here must be refused with a clear error, not attempted.
 function _M.init_worker()
-  local ok, err = pcall(clients.main.upload, clients.main, "image", "/nonexistent.jpg")
+  local client = clients.main or clients.dead
+  local ok, err = pcall(client.upload, client, "image", "/nonexistent.jpg")
   if not ok then ngx.shared.test:set("init_worker_error", tostring(err)) end
 end
 
@@ -92,7 +97,8 @@ function _M.locks()
 end
 
 function _M.state()
-  answer({ init_worker_error = ngx.shared.test:get("init_worker_error") })
+  answer({ init_error = ngx.shared.test:get("init_error"),
+    init_worker_error = ngx.shared.test:get("init_worker_error") })
 end
 
 return _M

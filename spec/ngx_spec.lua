@@ -101,11 +101,12 @@ describe("wxmedia.ngx in nginx #once", function()
     return answers
   end
 
-  it("refuses transfers in init_worker with a clear error, and creates clients in init", function()
+  it("creates clients in init, and refuses transfers in init and init_worker with a clear error", function()
     local ngx = start_nginx({ workers = 1, clients = { main = { thread_pool = "wxmedia" } } })
     finally(function() ngx:stop() end)
     local status, state = json(ngx:curl("/state"))
     assert.equal(200, status)
+    assert.matches("upload cannot run in the init phase", state.init_error, 1, true)
     assert.matches("upload cannot run in the init_worker phase", state.init_worker_error, 1, true)
     assert.equal(0, #emu:requests())
   end)
