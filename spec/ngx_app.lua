@@ -53,6 +53,20 @@ function _M.upload()
   answer({ res = res, err = err, details = details, pid = ngx.worker.pid() })
 end
 
+-- Starts an upload in a timer (no request around it); /timer_result shows how it ended.
+function _M.timer()
+  local c, mtype, path = client(), ngx.var.arg_type or "image", ngx.var.arg_path
+  assert(ngx.timer.at(0, function()
+    local res, err = c:upload(mtype, path)
+    ngx.shared.test:set("timer_result", cjson.encode({ res = res, err = err }))
+  end))
+  answer({ started = true })
+end
+
+function _M.timer_result()
+  answer({ result = cjson.decode(ngx.shared.test:get("timer_result") or "null") })
+end
+
 function _M.get()
   local path = config.tmpdir .. "/got-" .. ngx.worker.pid() .. "-" .. ngx.now()
   local res, err, details = client():get(ngx.var.arg_media_id, path)

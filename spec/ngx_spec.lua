@@ -14,6 +14,8 @@ local LOCATIONS = [[
     location = /state  { content_by_lua_block { require("ngx_app").state() } }
     location = /locks  { content_by_lua_block { require("ngx_app").locks() } }
     location = /locktest { content_by_lua_block { require("ngx_app").locktest() } }
+    location = /timer { content_by_lua_block { require("ngx_app").timer() } }
+    location = /timer_result { content_by_lua_block { require("ngx_app").timer_result() } }
     location = /get    { content_by_lua_block { require("ngx_app").get() } }
     location = /serve  { content_by_lua_block { require("ngx_app").serve() } }
     location = /upload {
@@ -109,6 +111,21 @@ describe("wxmedia.ngx in nginx #once", function()
     assert.matches("upload cannot run in the init phase", state.init_error, 1, true)
     assert.matches("upload cannot run in the init_worker phase", state.init_worker_error, 1, true)
     assert.equal(0, #emu:requests())
+  end)
+
+  it("uploads from a timer (ngx.timer.at), where init_worker work belongs", function()
+    local ngx = start_nginx({ workers = 1, clients = { main = { thread_pool = "wxmedia" } } })
+    finally(function() ngx:stop() end)
+    local status = ngx:curl("/timer?type=image&path=" .. helper.fixture("image.jpg"))
+    assert.equal(200, status)
+    local result
+    wait_for("the timer's upload", function()
+      local _, t = json(ngx:curl("/timer_result"))
+      result = t and t.result
+      return result
+    end)
+    assert.is_nil(result.err)
+    assert.is_string(result.res.media_id)
   end)
 
   it("(a) answers a plain location on the same worker while an upload waits 2 s on WeChat", function()
