@@ -111,13 +111,15 @@ describe("emulator #once", function()
       local dir = tmp .. "/own"
       local out, ok = script("start --dir " .. q(dir))
       assert.is_true(ok, out)
-      local base, pid, printed_dir = out:match("^wxmedia emulator: base_url=(http://127%.0%.0%.1:%d+) pid=(%d+) dir=(%S+)\n$")
+      local base, pid, printed_dir =
+        out:match("^wxmedia emulator: base_url=(http://127%.0%.0%.1:%d+) pid=(%d+) dir=(%S+)\n$")
       assert.is_string(base, out)
       assert.are.equal(dir, printed_dir)
       assert.are.equal(pid, (helper.read(dir .. "/nginx.pid"):gsub("%s+$", "")))
       local port = tonumber(base:match(":(%d+)$"))
       assert.is_true(port >= 20000 and port <= 60999)
-      local res = http(q(base .. "/cgi-bin/token?grant_type=client_credential&appid=" .. APPID .. "&secret=" .. SECRET))
+      local res = http(q(base .. "/cgi-bin/token?grant_type=client_credential&appid=" .. APPID
+        .. "&secret=" .. SECRET))
       assert.is_string(res.json.access_token)
       local _, stopped = script("stop --dir " .. q(dir))
       assert.is_true(stopped)
@@ -154,27 +156,32 @@ describe("emulator #once", function()
 
     it("works through make emulator and make emulator-stop", function()
       local dir = tmp .. "/make"
-      local out, ok = helper.sh("make -s -C " .. q(helper.root) .. " emulator EMULATOR_DIR=" .. q(dir) .. " 2>&1")
+      local make = "make -s -C " .. q(helper.root)
+      local out, ok = helper.sh(make .. " emulator EMULATOR_DIR=" .. q(dir) .. " 2>&1")
       assert.is_true(ok, out)
       local pid = out:match("pid=(%d+)")
       assert.is_true(alive(pid))
-      out, ok = helper.sh("make -s -C " .. q(helper.root) .. " emulator-stop EMULATOR_DIR=" .. q(dir) .. " 2>&1")
+      out, ok = helper.sh(make .. " emulator-stop EMULATOR_DIR=" .. q(dir) .. " 2>&1")
       assert.is_true(ok, out)
       assert.is_false(alive(pid))
     end)
 
     it("takes a config file and the 2014 preset, and several workers act as one server", function()
       local cfg = helper.write(tmp .. "/cfg.json", cjson.encode {
-        apps = { { appid = "wxaaaaaaaaaaaaaaaa", secret = "s3cr3t" } }, token_lifetime = 100, limits = { thumb = 1000 },
+        apps = { { appid = "wxaaaaaaaaaaaaaaaa", secret = "s3cr3t" } },
+        token_lifetime = 100,
+        limits = { thumb = 1000 },
       })
       local dir = tmp .. "/two"
-      local out, ok = script("start --json --workers 2 --preset 2014 --dir " .. q(dir) .. " --config " .. q(cfg))
+      local out, ok = script("start --json --workers 2 --preset 2014 --dir " .. q(dir)
+        .. " --config " .. q(cfg))
       assert.is_true(ok, out)
       local info = cjson.decode(out)
       local control = http(q(info.base_url .. "/__emulator/config"))
       assert.same({ image = 131072, voice = 262144, video = 1048576, thumb = 1000 }, control.json.limits)
       assert.are.equal(100, control.json.token_lifetime)
-      local tok = http(q(info.base_url .. "/cgi-bin/token?grant_type=client_credential&appid=wxaaaaaaaaaaaaaaaa&secret=s3cr3t"))
+      local tok = http(q(info.base_url
+        .. "/cgi-bin/token?grant_type=client_credential&appid=wxaaaaaaaaaaaaaaaa&secret=s3cr3t"))
       assert.are.equal(100, tok.json.expires_in)
       -- each curl is a new connection, spread over both workers: all share tokens and media
       local ids = {}
@@ -305,17 +312,19 @@ describe("emulator #once", function()
 
     it("stores every type and answers WeChat's success body", function()
       for _, c in ipairs {
-        { "image", "image.jpg" }, { "image", "image.png" }, { "image", "image.gif" }, { "voice", "voice.amr" },
-        { "voice", "voice.mp3" }, { "video", "video.mp4" },
+        { "image", "image.jpg" }, { "image", "image.png" }, { "image", "image.gif" },
+        { "voice", "voice.amr" }, { "voice", "voice.mp3" }, { "video", "video.mp4" },
       } do
         local res = upload(token, c[1], helper.fixture(c[2]))
         assert.are.equal(JSON_TYPE, res.headers["content-type"])
-        assert.matches('^{"type":"' .. c[1] .. '","media_id":"[%w_%-]+","created_at":%d+,"item":%[%]}$', res.body)
+        assert.matches('^{"type":"' .. c[1] .. '","media_id":"[%w_%-]+","created_at":%d+,"item":%[%]}$',
+          res.body)
         assert.are.equal(64, #res.json.media_id)
         assert.is_true(math.abs(res.json.created_at - os.time()) < 60)
       end
       local thumb = upload(token, "thumb", helper.fixture("thumb.jpg"))
-      assert.matches('^{"type":"thumb","thumb_media_id":"[%w_%-]+","created_at":%d+,"item":%[%]}$', thumb.body)
+      assert.matches('^{"type":"thumb","thumb_media_id":"[%w_%-]+","created_at":%d+,"item":%[%]}$',
+        thumb.body)
       assert.is_nil(thumb.json.media_id)
     end)
 
@@ -330,7 +339,8 @@ describe("emulator #once", function()
 
     it("checks the token first: 41001, 40001, 40014, 42001", function()
       local png = helper.fixture("image.png")
-      assert_wechat_error(http("-F " .. q("media=@" .. png) .. " " .. url("/cgi-bin/media/upload?type=image")), 41001)
+      local no_token = http("-F " .. q("media=@" .. png) .. " " .. url("/cgi-bin/media/upload?type=image"))
+      assert_wechat_error(no_token, 41001)
       assert_wechat_error(upload("86_unknownTOKENunknownTOKENunknownTOKEN", "bogus", png), 40001)
       assert_wechat_error(upload("not%20a%20token", "image", png), 40014)
       assert_wechat_error(upload(string.rep("A", 600), "image", png), 40014)
@@ -338,13 +348,14 @@ describe("emulator #once", function()
       assert_wechat_error(upload(token, "bogus", png), 42001)
     end)
 
-    it("then the type (40004), the part (41005), emptiness (44001), the extension (40005), the size (40006)", function()
+    it("then type (40004), part (41005), emptiness (44001), extension (40005), size (40006)", function()
       local png, empty = helper.fixture("image.png"), helper.write(tmp .. "/empty.jpg", "")
       assert_wechat_error(upload(token, "file", png), 40004)
       assert_wechat_error(upload(token, "Image", empty, "x.txt"), 40004)
       -- no part named media, or one without a filename (a plain field)
-      assert_wechat_error(http("-F " .. q("file=@" .. png) .. " " .. url("/cgi-bin/media/upload?type=image&access_token=" .. token)), 41005)
-      assert_wechat_error(http("-F media=abc " .. url("/cgi-bin/media/upload?type=image&access_token=" .. token)), 41005)
+      local up = url("/cgi-bin/media/upload?type=image&access_token=" .. token)
+      assert_wechat_error(http("-F " .. q("file=@" .. png) .. " " .. up), 41005)
+      assert_wechat_error(http("-F media=abc " .. up), 41005)
       assert_wechat_error(upload(token, "image", empty, "empty.txt"), 44001)
       assert_wechat_error(upload(token, "image", png, "image"), 40005)
       assert_wechat_error(upload(token, "video", png, "image.png"), 40005)
@@ -354,7 +365,8 @@ describe("emulator #once", function()
       assert_wechat_error(upload(token, "image", png, "big.png"), 40006)
       assert_wechat_error(upload(token, "image", png, "big.txt"), 40005)
       -- the part's Content-Type does not matter, the extension's case neither
-      local res = http("-F " .. q("media=@" .. helper.fixture("thumb.jpg") .. ";filename=T.JPG;type=application/octet-stream")
+      local res = http("-F " .. q("media=@" .. helper.fixture("thumb.jpg")
+        .. ";filename=T.JPG;type=application/octet-stream")
         .. " " .. url("/cgi-bin/media/upload?type=thumb&access_token=" .. token))
       assert.is_string(res.json.thumb_media_id)
       local log = emu:requests("upload")
@@ -393,8 +405,8 @@ describe("emulator #once", function()
         assert.are.equal(tostring(#bytes), res.headers["content-length"])
         assert.are.equal("no-cache, must-revalidate", res.headers["cache-control"])
         -- WeChat's spelling, lower-case d
-        assert.matches('\r\nContent%-disposition: attachment; filename="' .. id:gsub("%-", "%%-") .. "%." .. c[4] .. '"\r\n',
-          res.raw_headers)
+        local name = id:gsub("%-", "%%-") .. "%." .. c[4]
+        assert.matches('\r\nContent%-disposition: attachment; filename="' .. name .. '"\r\n', res.raw_headers)
       end
     end)
 
@@ -407,7 +419,8 @@ describe("emulator #once", function()
       local id = media_id_of(upload(token, "image", helper.fixture("image.gif")))
       local res = http("-X POST " .. url("/cgi-bin/media/get?access_token=" .. token .. "&media_id=" .. id))
       assert.are.equal(helper.read(helper.fixture("image.gif")), res.body)
-      res = http("--data-binary " .. q(cjson.encode { media_id = id }) .. " " .. url("/cgi-bin/media/get?access_token=" .. token))
+      res = http("--data-binary " .. q(cjson.encode { media_id = id }) .. " "
+        .. url("/cgi-bin/media/get?access_token=" .. token))
       assert.are.equal(helper.read(helper.fixture("image.gif")), res.body)
     end)
 
@@ -460,7 +473,8 @@ describe("emulator #once", function()
       local image = media_id_of(upload(token, "image", helper.fixture("image.jpg")))
       local res = get(token, voice, "/cgi-bin/media/get/jssdk")
       assert.are.equal("voice/speex", res.headers["content-type"])
-      assert.matches('filename="' .. voice:gsub("%-", "%%-") .. '%.speex"', res.headers["content-disposition"])
+      local name = voice:gsub("%-", "%%-")
+      assert.matches('filename="' .. name .. '%.speex"', res.headers["content-disposition"])
       assert.are.equal(helper.read(helper.fixture("voice.amr")), res.body)
       assert_wechat_error(get(token, image, "/cgi-bin/media/get/jssdk"), 40007)
       assert_wechat_error(http(url("/cgi-bin/media/get/jssdk?media_id=" .. voice)), 41001)
@@ -478,7 +492,9 @@ describe("emulator #once", function()
     it("adds WeChat's hint and rid to errmsg (hint_suffix)", function()
       emu:config { hint_suffix = true }
       local res = http(token_url(APPID, "wrong"))
-      local hex = res.json.errmsg:match("^invalid appsecret hint: %[%w+%] rid: (%x%x%x%x%x%x%x%x)%-%x%x%x%x%x%x%x%x%-%x%x%x%x%x%x%x%x$")
+      local hex8 = ("%x"):rep(8)
+      local hex = res.json.errmsg:match("^invalid appsecret hint: %[%w+%] rid: (" .. hex8 .. ")%-" .. hex8
+        .. "%-" .. hex8 .. "$")
       assert.is_string(hex, res.json.errmsg)
       assert.is_true(math.abs(tonumber(hex, 16) - os.time()) < 60)
     end)
@@ -510,7 +526,8 @@ describe("emulator #once", function()
       assert.are.equal(7200, cfg.token_lifetime)
       assert.are.equal(259200, cfg.media_ttl)
       assert.are.equal(2, #cfg.apps)
-      for _, bad in ipairs { { limits = { gif = 1 } }, { token_lifetime = "x" }, { nonsense = true }, { apps = {} } } do
+      for _, bad in ipairs {
+          { limits = { gif = 1 } }, { token_lifetime = "x" }, { nonsense = true }, { apps = {} } } do
         local status, res = emu:control("POST", "config", bad)
         assert.are.equal(400, status)
         assert.is_string(res.error)
@@ -549,7 +566,8 @@ describe("emulator #once", function()
     it("answers WeChat errcodes with their real texts", function()
       for _, c in ipairs { { -1, "system error" }, { 45009, "reach max api daily quota limit" },
           { 45011, "api minute-quota reach limit  mustslower  retry next minute" },
-          { 40001, "invalid credential, access_token is invalid or not latest" }, { 42001, "access_token expired" } } do
+          { 40001, "invalid credential, access_token is invalid or not latest" },
+          { 42001, "access_token expired" } } do
         emu:fault { route = "get", kind = "errcode", errcode = c[1] }
         local res = get(token, id)
         assert_wechat_error(res, c[1])
@@ -666,7 +684,8 @@ describe("emulator #once", function()
     it("shows one connection for requests curl makes on one keep-alive connection", function()
       local token = emu:token()
       local u = emu.base_url .. "/cgi-bin/media/upload?type=image&access_token=" .. token
-      helper.sh("curl -s -o /dev/null -o /dev/null -o /dev/null -F " .. q("media=@" .. helper.fixture("image.png"))
+      helper.sh("curl -s -o /dev/null -o /dev/null -o /dev/null -F "
+        .. q("media=@" .. helper.fixture("image.png"))
         .. " " .. q(u) .. " " .. q(u) .. " " .. q(u))
       local log = emu:requests("upload")
       assert.are.equal(3, #log)
@@ -703,7 +722,8 @@ describe("emulator #once", function()
     end
 
     it("answers 41005 for bodies that are not readable multipart", function()
-      local part = '\r\nContent-Disposition: form-data; name="media"; filename="a.jpg"\r\n\r\n\255\216\255data'
+      local part = '\r\nContent-Disposition: form-data; name="media"; filename="a.jpg"\r\n\r\n'
+        .. "\255\216\255data"
       for _, c in ipairs {
         { "multipart/form-data; boundary=XyZ", "--XyZ" .. part },                      -- no closing delimiter
         { "multipart/form-data; boundary=XyZ", "--XyZ" .. part .. "\r\n--Abc--\r\n" },  -- wrong delimiter
@@ -711,7 +731,8 @@ describe("emulator #once", function()
         { "multipart/form-data; boundary=", "--" .. part .. "\r\n----\r\n" },
         { "application/octet-stream", "\255\216\255data" },
         { "multipart/form-data; boundary=XyZ", "--XyZ\r\nno header here\r\n\r\nx\r\n--XyZ--\r\n" },
-        { "multipart/form-data; boundary=XyZ", "--XyZ\r\nX-Long: " .. ("a"):rep(100000) .. "\r\n\r\nx\r\n--XyZ--\r\n" },
+        { "multipart/form-data; boundary=XyZ",
+          "--XyZ\r\nX-Long: " .. ("a"):rep(100000) .. "\r\n\r\nx\r\n--XyZ--\r\n" },
         { "multipart/form-data; boundary=XyZ", ("\0\1\2"):rep(50000) },
         { "multipart/form-data; boundary=XyZ", "" },
       } do
@@ -752,7 +773,8 @@ describe("emulator #once", function()
         assert.are.equal(200, res.status)
         assert.is_number(errcode(res), path)
       end
-      assert_wechat_error(http(url("/cgi-bin/media/get?access_token=" .. token .. "&media_id=a&media_id=b")), 40007)
+      local twice = http(url("/cgi-bin/media/get?access_token=" .. token .. "&media_id=a&media_id=b"))
+      assert_wechat_error(twice, 40007)
       still_serving()
     end)
   end)
