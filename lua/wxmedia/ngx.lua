@@ -13,7 +13,7 @@ local cjson = require "cjson.safe"
 
 local ngx = ngx
 local type, pairs, tostring, error, pcall, setmetatable = type, pairs, tostring, error, pcall, setmetatable
-local select, next = select, next
+local select, next, ipairs = select, next, ipairs
 local min, random = math.min, math.random
 local open, remove = io.open, os.remove
 local running = coroutine.running
