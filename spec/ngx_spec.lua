@@ -405,7 +405,8 @@ describe("wxmedia.ngx in nginx #once", function()
     end
 
     local function media_id_of(mtype, fixture)
-      local status, res = emu:upload_with_curl(token, mtype, helper.fixture(fixture))
+      local path = fixture:find("/", 1, true) and fixture or helper.fixture(fixture)
+      local status, res = emu:upload_with_curl(token, mtype, path)
       assert.equal(200, status)
       return res.media_id or res.thumb_media_id
     end
@@ -424,6 +425,19 @@ describe("wxmedia.ngx in nginx #once", function()
         assert.is_true(body == want, "the bytes differ")
       end)
     end
+
+    it("streams a file of several chunks intact", function()
+      -- a JPEG with 300 KB of trailing bytes: still a JPEG, and nearly five 64 KiB chunks
+      local dir = helper.tmpdir()
+      local big = helper.write(dir .. "/big.jpg", helper.read(helper.fixture("image.jpg"))
+        .. helper.sh("head -c 300000 /dev/urandom"))
+      local status, headers, body = serve(media_id_of("image", big))
+      local want = helper.read(big)
+      helper.rmtree(dir)
+      assert.equal(200, status)
+      assert.equal(tostring(#want), headers["content-length"])
+      assert.is_true(body == want, "the bytes differ")
+    end)
 
     it("follows a video's video_url and sends the video", function()
       local status, headers, body = serve(media_id_of("video", "video.mp4"))
