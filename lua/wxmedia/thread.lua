@@ -10,7 +10,7 @@
 -- a thread pool), so both paths return exactly the same values.
 local core = require "wxmedia.core"
 
-local pairs, ipairs, type, tostring, pcall = pairs, ipairs, type, tostring, pcall
+local pairs, ipairs, type, tostring, pcall, error = pairs, ipairs, type, tostring, pcall, error
 local sort, concat = table.sort, table.concat
 
 local _M = { _VERSION = "0.1.0" }
@@ -46,7 +46,10 @@ local function session_for(opts)
       end
       count = 0
     end
-    s = core.session(opts)
+    local err
+    s, err = core.session(opts)
+    -- as wxmedia.client does in plain Lua: a session that cannot be made is a raised error
+    if not s then error("cannot create a wxmedia.core session: " .. tostring(err), 0) end
     sessions[key], count = s, count + 1
   end
   return s
