@@ -1,11 +1,15 @@
--- A small, strict, streaming multipart/form-data reader on the request socket: part headers are read
--- line by line with a size cap, part bodies in chunks, so no body is ever held whole in memory.
+-- A small, strict, streaming multipart/form-data reader. The body comes from a source (the request
+-- socket, read in pieces of at most 64 KB; or nginx's buffer of a chunked body) into a window the
+-- reader scans with plain string.find for the delimiter, so no part is ever held whole in memory.
 local ngx = ngx
-local string_lower, string_match, string_find = string.lower, string.match, string.find
+local string_lower, string_match = string.lower, string.match
+local string_find, string_sub = string.find, string.sub
+local math_min, tonumber, type, setmetatable = math.min, tonumber, type, setmetatable
 
 local _M = {}
 local mt = { __index = _M }
 
+local PIECE = 65536
 local MAX_HEADER_LINE = 8192
 local MAX_HEADERS = 16384
 local MAX_PREAMBLE = 65536
@@ -14,63 +18,157 @@ local TIMEOUT = 10000   -- ms without a byte from the client
 -- The boundary of a multipart/form-data Content-Type, or nil.
 function _M.boundary(content_type)
   if type(content_type) ~= "string" then return nil end
-  local ct = string_lower(content_type)
-  if not string_find(ct, "^%s*multipart/form%-data%s*;") then return nil end
-  local pos = string_find(ct, ";%s*boundary=")
-  if not pos then return nil end
-  -- take the value from the original text: boundaries are case-sensitive
-  local rest = content_type:sub(pos):match("^;%s*[Bb][Oo][Uu][Nn][Dd][Aa][Rr][Yy]=(.*)$")
-  local b = rest:match('^"([^"]*)"') or rest:match("^([^;%s]*)")
+  if not string_find(string_lower(content_type), "^%s*multipart/form%-data%s*;") then return nil end
+  -- the value from the original text: boundaries are case-sensitive
+  local rest = string_match(content_type, ";%s*[Bb][Oo][Uu][Nn][Dd][Aa][Rr][Yy]%s*=(.*)$")
+  if not rest then return nil end
+  local b = string_match(rest, '^"([^"]*)"') or string_match(rest, "^([^;%s]*)")
   if not b or #b < 1 or #b > 200 then return nil end
   return b
 end
 
--- Reads the request body as multipart with `boundary`; returns the reader, or nil, message.
+-- Sources: function(n) returning 1..n bytes, or nil, "eof" at the end, or nil, message.
+local function socket_source(sock, length)
+  local remaining = length
+  return function(n)
+    if remaining <= 0 then return nil, "eof" end
+    local want = math_min(n, remaining)
+    local data, err = sock:receive(want)
+    if not data then return nil, err end
+    remaining = remaining - want
+    return data
+  end
+end
+
+local function buffered_source()
+  ngx.req.read_body()
+  local data = ngx.req.get_body_data()
+  if data then
+    local pos = 1
+    return function(n)
+      if pos > #data then return nil, "eof" end
+      local piece = string_sub(data, pos, pos + n - 1)
+      pos = pos + #piece
+      return piece
+    end
+  end
+  local path = ngx.req.get_body_file()
+  local f = path and io.open(path, "rb")
+  if not f then return nil end
+  return function(n)
+    local piece = f:read(n)
+    if not piece then
+      f:close()
+      return nil, "eof"
+    end
+    return piece
+  end
+end
+
+-- A reader of the request body as multipart with `boundary`, or nil, message when there is no body.
 function _M.new(boundary)
-  local sock, err = ngx.req.socket()
-  if not sock then return nil, "no body: " .. tostring(err) end
-  sock:settimeout(TIMEOUT)
+  local source
+  local length = tonumber(ngx.var.content_length or "")
+  if length then
+    if length == 0 then return nil, "no body" end
+    local sock, err = ngx.req.socket()
+    if not sock then return nil, "no body: " .. tostring(err) end
+    sock:settimeout(TIMEOUT)
+    source = socket_source(sock, length)
+  elseif ngx.var.http_transfer_encoding then
+    -- a chunked body: nginx has decoded it (this location caps its size)
+    source = buffered_source()
+    if not source then return nil, "no body" end
+  else
+    return nil, "no body"
+  end
   return setmetatable({
-    sock = sock,
-    to_delimiter = sock:receiveuntil("\r\n--" .. boundary),
-    to_eol = sock:receiveuntil("\r\n"),
-    boundary = boundary,
+    source = source,
+    -- a CRLF in front makes the first delimiter look like every other one
+    buf = "\r\n",
+    pos = 1,
+    eof = false,
+    delimiter = "\r\n--" .. boundary,
     started = false,
     done = false,
   }, mt)
 end
 
--- Reads up to a pattern through `iter`, at most `max` bytes; returns the text or nil, message.
-local function read_upto(iter, max, what)
-  local parts, n = {}, 0
-  while true do
-    local data, err = iter(4096)
-    if err then return nil, what .. ": " .. err end
-    if not data then return table.concat(parts) end
-    n = n + #data
-    if n > max then return nil, what .. " too long" end
-    parts[#parts + 1] = data
+-- Appends the next piece of the source to the window; false at the end, or nil, message.
+local function fill(self)
+  if self.eof then return false end
+  local data, err = self.source(PIECE)
+  if not data then
+    if err == "eof" then
+      self.eof = true
+      return false
+    end
+    return nil, "cannot read the body: " .. tostring(err)
   end
-end
-
--- After a delimiter: "--" ends the body, otherwise the rest of the line (transport padding) is skipped.
-function _M.after_delimiter(self)
-  local two, err = self.sock:receive(2)
-  if not two then return nil, "body ends inside a delimiter: " .. err end
-  if two == "--" then
-    self.done = true
-    return true
-  end
-  if two ~= "\r\n" then
-    local rest, rerr = read_upto(self.to_eol, 256, "delimiter line")
-    if not rest then return nil, rerr end
-    if not string_match(two .. rest, "^[ \t]*$") then return nil, "junk after a delimiter" end
-  end
+  self.buf = string_sub(self.buf, self.pos) .. data
+  self.pos = 1
   return true
 end
 
+-- The next line (without its CRLF), at most `max` bytes; or nil, message.
+local function line(self, max)
+  while true do
+    local s = string_find(self.buf, "\r\n", self.pos, true)
+    if s then
+      if s - self.pos > max then return nil, "line too long" end
+      local text = string_sub(self.buf, self.pos, s - 1)
+      self.pos = s + 2
+      return text
+    end
+    if #self.buf - self.pos > max then return nil, "line too long" end
+    local ok, err = fill(self)
+    if not ok then return nil, err or "body ends inside a line" end
+  end
+end
+
+-- After a delimiter: "--" ends the body, otherwise the rest of its line must be blank.
+local function after_delimiter(self)
+  while #self.buf - self.pos + 1 < 2 do
+    local ok, err = fill(self)
+    if not ok then return nil, err or "body ends inside a delimiter" end
+  end
+  if string_sub(self.buf, self.pos, self.pos + 1) == "--" then
+    self.done = true
+    return true
+  end
+  local rest, err = line(self, 256)
+  if not rest then return nil, err end
+  if not string_find(rest, "^[ \t]*$") then return nil, "junk after a delimiter" end
+  return true
+end
+
+-- The next piece (at most `max` bytes) of the current part's body, or false at its end (the reader
+-- is then past the delimiter), or nil, message.
+function _M.read(self, max)
+  local delimiter = self.delimiter
+  while true do
+    local buf, pos = self.buf, self.pos
+    local s = string_find(buf, delimiter, pos, true)
+    if s == pos then
+      self.pos = pos + #delimiter
+      local ok, err = after_delimiter(self)
+      if not ok then return nil, err end
+      return false
+    end
+    -- without a delimiter in sight, all but its length - 1 last bytes are part data
+    local safe = s and s - 1 or #buf - #delimiter + 1
+    if safe >= pos then
+      local stop = math_min(safe, pos + max - 1)
+      self.pos = stop + 1
+      return string_sub(buf, pos, stop)
+    end
+    local ok, err = fill(self)
+    if not ok then return nil, err or "body ends inside a part" end
+  end
+end
+
 local function param(value, name)
-  -- quoted first (it may hold ';'), then a bare token; name= must not match inside filename=
+  -- quoted first (it may hold ';'), then a bare token; ";%s*name" cannot match inside "filename"
   local v = string_match(value, ";%s*" .. name .. '%s*=%s*"([^"]*)"')
   if v then return v end
   return string_match(value, ";%s*" .. name .. "%s*=%s*([^;%s\"]+)")
@@ -81,31 +179,33 @@ end
 function _M.next_part(self)
   if self.done then return false end
   if not self.started then
-    -- the first delimiter may be the very first line (no CRLF before it)
     self.started = true
-    local first = self.sock:receiveuntil("--" .. self.boundary)
-    local _, err = read_upto(first, MAX_PREAMBLE, "preamble")
-    if err then return nil, err end
-    local ok, derr = self:after_delimiter()
-    if not ok then return nil, derr end
+    local skipped = 0
+    while true do
+      local piece, err = self:read(PIECE)
+      if piece == nil then return nil, err end
+      if piece == false then break end
+      skipped = skipped + #piece
+      if skipped > MAX_PREAMBLE then return nil, "preamble too long" end
+    end
     if self.done then return false end
   end
   local part, total = {}, 0
   while true do
-    local line, err = read_upto(self.to_eol, MAX_HEADER_LINE, "part header")
-    if not line then return nil, err end
-    if line == "" then break end
-    total = total + #line
+    local text, err = line(self, MAX_HEADER_LINE)
+    if not text then return nil, "part header: " .. err end
+    if text == "" then break end
+    total = total + #text
     if total > MAX_HEADERS then return nil, "part headers too long" end
-    local name, value = string_match(line, "^([^:%s]+)%s*:%s*(.*)$")
+    local name, value = string_match(text, "^([^:%s]+)%s*:%s*(.*)$")
     if not name then return nil, "bad part header line" end
     name = string_lower(name)
     if name == "content-disposition" then
       if not string_find(string_lower(value), "^form%-data") then return nil, "part is not form-data" end
-      local v = ";" .. value:gsub("^[^;]*", "")
-      part.name = param(v, "name")
-      part.filename = param(v, "filename")
-      part.filename_star = string_find(v, ";%s*filename%*%s*=") ~= nil
+      local params = ";" .. string_match(value, "^[^;]*(.*)$")
+      part.name = param(params, "name")
+      part.filename = param(params, "filename")
+      part.filename_star = string_find(params, ";%s*filename%*%s*=") ~= nil
     elseif name == "content-type" then
       part.content_type = value
     end
@@ -114,30 +214,15 @@ function _M.next_part(self)
   return part
 end
 
--- The next chunk of the current part's body (at most `size` bytes), or false at the part's end
--- (then the reader is past the delimiter), or nil, message.
-function _M.read(self, size)
-  while true do
-    local data, err = self.to_delimiter(size)
-    if err then return nil, "body ends inside a part: " .. err end
-    if not data then
-      local ok, derr = self:after_delimiter()
-      if not ok then return nil, derr end
-      return false
-    end
-    if #data > 0 then return data end
-  end
-end
-
--- Reads and drops the rest of the current part, keeping at most `keep` bytes of it; returns them.
+-- Reads the rest of the current part, keeping at most `keep` bytes of it; returns them.
 function _M.collect(self, keep)
   local parts, n = {}, 0
   while true do
-    local data, err = self:read(65536)
+    local data, err = self:read(PIECE)
     if data == nil then return nil, err end
     if data == false then return table.concat(parts) end
     if n < keep then
-      parts[#parts + 1] = data:sub(1, keep - n)
+      parts[#parts + 1] = string_sub(data, 1, keep - n)
       n = n + #data
     end
   end

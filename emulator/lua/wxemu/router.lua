@@ -55,9 +55,17 @@ local function apply(fault)
   -- drip, reset_response and truncate act on the answer (wxemu.send)
 end
 
+local CHUNKED = "/__chunked"
+
 local function dispatch()
   local ctx = ngx.ctx
   local uri = ngx.var.uri
+  if string.sub(uri, 1, #CHUNKED + 1) == CHUNKED .. "/" then
+    uri = string.sub(uri, #CHUNKED + 1)
+  elseif uri == "/cgi-bin/media/upload" and not ngx.var.content_length and ngx.var.http_transfer_encoding then
+    -- a chunked upload: nginx decodes it in a location that caps its size (see wxmedia-emulator)
+    return ngx.exec(CHUNKED .. uri, ngx.var.args)
+  end
   local route = ROUTES[uri]
   local name, handler, video_id
   if route then
