@@ -82,7 +82,7 @@ function _M.get()
 end
 
 function _M.serve()
-  local ok, err = client():serve(ngx.var.arg_media_id)
+  local ok, err = client():serve(ngx.var.arg_media_id, { attachment = ngx.var.arg_attachment == "1" })
   if not ok then ngx.log(ngx.INFO, "serve failed: ", err) end
 end
 

@@ -195,6 +195,9 @@ describe("wxmedia.ngx in nginx #once", function()
     end
     assert.equal(200, ok)
     assert.is_true(npids > 1, "all uploads landed on one worker")
+    local log = ngx:error_log()
+    assert.is_nil(log:find(helper.SECRET, 1, true), "the secret is in the error log")
+    assert.is_nil(log:find("86_", 1, true), "an access_token is in the error log")
     assert.equal(1, #emu:requests("stable_token"))
     local uploads, connections, nconn = emu:requests("upload"), {}, 0
     assert.equal(200, #uploads)
@@ -393,10 +396,10 @@ describe("wxmedia.ngx in nginx #once", function()
     end)
 
     -- GET /serve: status, headers (lower-case names), body
-    local function serve(media_id)
+    local function serve(media_id, query)
       local dir = helper.tmpdir()
-      helper.sh(("curl -s -D %s -o %s %s"):format(shell_quote(dir .. "/h"),
-        shell_quote(dir .. "/b"), shell_quote(ngx.base_url .. "/serve?media_id=" .. media_id)))
+      helper.sh(("curl -s -D %s -o %s %s"):format(shell_quote(dir .. "/h"), shell_quote(dir .. "/b"),
+        shell_quote(ngx.base_url .. "/serve?media_id=" .. media_id .. (query or ""))))
       local head, body = helper.read(dir .. "/h") or "", helper.read(dir .. "/b") or ""
       helper.rmtree(dir)
       local headers = {}
@@ -425,6 +428,16 @@ describe("wxmedia.ngx in nginx #once", function()
         assert.is_true(body == want, "the bytes differ")
       end)
     end
+
+    it("names the file in Content-Disposition with attachment = true", function()
+      local id = media_id_of("image", "image.gif")
+      local status, headers = serve(id, "&attachment=1")
+      assert.equal(200, status)
+      assert.equal('attachment; filename="' .. id .. '.gif"', headers["content-disposition"])
+      status, headers = serve(id)
+      assert.equal(200, status)
+      assert.is_nil(headers["content-disposition"])
+    end)
 
     it("streams a file of several chunks intact", function()
       -- a JPEG with 300 KB of trailing bytes: still a JPEG, and nearly five 64 KiB chunks
