@@ -156,8 +156,13 @@ function _M.upload()
   local meta = cjson.encode {
     appid = appid, type = mtype, format = sniff(media.head, ext), size = media.size, created_at = created,
   }
-  while not dict:safe_add(media_id, meta) do
-    -- a clash of 64 random characters: take another name
+  -- kept media_ttl real seconds: by then the emulator clock has passed it too
+  local keep = cfg.media_ttl + 60
+  while true do
+    local ok, err = dict:safe_add(media_id, meta, keep)
+    if ok then break end
+    -- out of memory: evict the least recently used media; otherwise a clash of 64 random characters
+    if err == "no memory" and dict:add(media_id, meta, keep) then break end
     local other = rand.id(64)
     assert(os_rename(tmp, path_of(other) .. ".part"))
     media_id, tmp = other, path_of(other) .. ".part"
