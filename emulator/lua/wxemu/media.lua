@@ -193,6 +193,38 @@ local function read_file(media_id)
   return data
 end
 
+-- Hands the stored file to nginx's static module (sendfile: no copy through Lua) with these headers,
+-- unless a fault must shape the body; the log entry travels in a variable, as ngx.ctx does not.
+local BODY_FAULTS = { drip = true, reset_response = true, truncate = true }
+
+local function send_file(media_id, headers)
+  local ctx = ngx.ctx
+  -- nginx's static module answers only GET and HEAD
+  if (ctx.fault and BODY_FAULTS[ctx.fault.kind]) or ngx.req.get_method() ~= "GET" then
+    local data = read_file(media_id)
+    if not data then return nil end
+    return send.reply(200, headers, data)
+  end
+  local f = io_open(path_of(media_id), "rb")
+  if not f then return nil end
+  f:close()
+  ngx.var.wxemu_headers = cjson.encode(headers)
+  ngx.var.wxemu_ctx = cjson.encode {
+    route = ctx.route, errcode = ctx.errcode, media_id = ctx.media_id, type = ctx.type,
+    fault = ctx.fault and ctx.fault.kind,
+  }
+  return ngx.exec("/__storage/" .. media_id)
+end
+
+-- header_filter of the /__storage/ location: WeChat's headers instead of the static module's.
+function _M.storage_headers()
+  local headers = cjson.decode(ngx.var.wxemu_headers or "")
+  if not headers then return end
+  ngx.header["Last-Modified"] = nil
+  ngx.header["Accept-Ranges"] = nil
+  for k, v in pairs(headers) do ngx.header[k] = v end
+end
+
 local function get_media_id(args)
   local media_id = arg(args.media_id)
   if not media_id and ngx.req.get_method() == "POST" then
@@ -222,17 +254,17 @@ local function serve_get(hd_voice)
       .. "/cdn/video/" .. media_id .. ".mp4"
     return wx.ok(cjson.encode { video_url = url }, "text/plain")
   end
-  local data = read_file(media_id)
-  if not data then return wx.fail(40007) end
   local fmt = FORMATS[meta.format]
   local ctype, ext = fmt.content_type, fmt.ext
   if hd_voice then ctype, ext = "voice/speex", "speex" end
   ctx.errcode = 0
-  return send.reply(200, {
+  send_file(media_id, {
     ["Content-Type"] = ctype,
     ["Content-disposition"] = 'attachment; filename="' .. media_id .. "." .. ext .. '"',
     ["Cache-Control"] = "no-cache, must-revalidate",
-  }, data)
+  })
+  -- the file is gone (a reset raced us)
+  return wx.fail(40007)
 end
 
 -- GET (or POST) /cgi-bin/media/get?access_token=&media_id=
@@ -244,13 +276,13 @@ function _M.jssdk() return serve_get(true) end
 -- GET /cdn/video/<media_id>.mp4: the video_url target, no token, served like a CDN.
 function _M.video(media_id)
   local meta = live_media(media_id, nil)
-  local data = meta and meta.type == "video" and read_file(media_id)
-  if not data then
-    return send.reply(404, { ["Content-Type"] = "text/html" },
-      "<html><head><title>404 Not Found</title></head><body><h1>404 Not Found</h1></body></html>\n")
+  if meta and meta.type == "video" then
+    ngx.ctx.media_id = media_id
+    send_file(media_id, { ["Content-Type"] = "video/mp4", ["Cache-Control"] = "max-age=259200" })
   end
-  ngx.ctx.media_id = media_id
-  return send.reply(200, { ["Content-Type"] = "video/mp4", ["Cache-Control"] = "max-age=259200" }, data)
+  ngx.ctx.media_id = nil
+  return send.reply(404, { ["Content-Type"] = "text/html" },
+    "<html><head><title>404 Not Found</title></head><body><h1>404 Not Found</h1></body></html>\n")
 end
 
 -- Deletes every stored media file and its metadata.

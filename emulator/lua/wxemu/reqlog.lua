@@ -11,6 +11,11 @@ local _M = {}
 
 function _M.record()
   local ctx = ngx.ctx
+  if not ctx.route then
+    -- after an internal redirect (a file sent by nginx) ngx.ctx is new: the entry came in a variable
+    ctx = cjson.decode(ngx.var.wxemu_ctx or "") or ctx
+    if ctx.fault then ctx.fault = { kind = ctx.fault } end
+  end
   local route = ctx.route
   if not route then return end
   local var = ngx.var
