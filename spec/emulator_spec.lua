@@ -709,6 +709,7 @@ describe("emulator #once", function()
       local log = emu:requests("upload")
       assert.are.equal(3, #log)
       assert.are.equal(log[1].connection, log[3].connection)
+      assert.are.equal(log[1].worker, log[3].worker)
     end)
 
     it("moves the clock and answers the offset; reset clears everything", function()
@@ -799,7 +800,13 @@ describe("emulator #once", function()
   end)
 
   describe("concurrency", function()
-    it("takes 50 parallel uploads, all distinct and each retrievable", function()
+    it("takes 50 parallel uploads on two workers, all distinct and each retrievable", function()
+      local one = emu
+      emu = helper.start_emulator { workers = 2 }
+      finally(function()
+        emu:stop()
+        emu = one
+      end)
       local token = emu:token()
       local dir = tmp .. "/par"
       os.execute("mkdir -p " .. q(dir))

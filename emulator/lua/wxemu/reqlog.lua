@@ -26,6 +26,8 @@ function _M.record()
     errcode = ctx.errcode,
     bytes_in = tonumber(var.request_length),
     bytes_out = tonumber(var.bytes_sent),
+    -- nginx numbers connections per worker: (worker, connection) names one
+    worker = ngx.worker.pid(),
     connection = tonumber(var.connection),
     connection_requests = tonumber(var.connection_requests),
     filename = ctx.filename,
