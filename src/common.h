@@ -42,6 +42,7 @@ typedef struct wxm_session {
   wxm_buf body;                   /* the current call's in-memory body */
   curl_mime *mime;                /* the current upload's form */
   struct curl_slist *headers;     /* the current call's extra request headers */
+  int fsync;                      /* flush a downloaded file to disk before renaming it */
   char errbuf[CURL_ERROR_SIZE];
 } wxm_session;
 

@@ -236,8 +236,9 @@ static int commit_file (lua_State *L, wxm_transfer *t) {
     wxm_transfer_end(t);
     return wxm_fail(L, "transfer", "truncated: got %lld of %lld bytes", (long long)t->written, (long long)cl);
   }
-  /* flushed before the rename, so a crash cannot leave an empty file under the destination's name */
-  if (fsync(t->fd) != 0 || close(t->fd) != 0) {
+  /* flushed before the rename, so a crash cannot leave an empty file under the destination's name
+     (costs a disk write; a session made with fsync = false skips it, as the curl command does) */
+  if ((t->s->fsync && fsync(t->fd) != 0) || close(t->fd) != 0) {
     int e = errno;
     t->fd = -1;
     wxm_transfer_end(t);

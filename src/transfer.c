@@ -192,9 +192,21 @@ const char *wxm_content_type (wxm_transfer *t) {
   return ct;
 }
 
+/* libcurl's sentences in our lowercase style: "Operation too slow. Less than" -> "operation too slow: less than" */
+static void tidy_curl_text (char *s) {
+  char *p;
+  wxm_lower_first(s);
+  for (p = s; (p = strstr(p, ". ")) != NULL; p++) {
+    *p = ':';
+    wxm_lower_first(p + 2);
+  }
+}
+
 /* nil, message, kind for a call that got no usable HTTP response. Call wxm_transfer_end first. */
 int wxm_push_failure (lua_State *L, wxm_transfer *t, CURLcode rc) {
-  const char *detail = t->s->errbuf[0] != '\0' ? t->s->errbuf : curl_easy_strerror(rc);
+  char detail[CURL_ERROR_SIZE];
+  snprintf(detail, sizeof detail, "%s", t->s->errbuf[0] != '\0' ? t->s->errbuf : curl_easy_strerror(rc));
+  tidy_curl_text(detail);
   wxm_buf_reset(&t->s->body);
   if (rc == CURLE_ABORTED_BY_CALLBACK && t->aborted == WXM_ABORT_FALSE)
     return wxm_fail(L, "aborted", "the progress function returned false");
