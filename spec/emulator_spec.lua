@@ -770,14 +770,25 @@ describe("emulator #once", function()
       assert.are.equal("GIF89a\r\n--a'b\r\n", get(token, id).body)
     end)
 
-    it("refuses a body far over the limit without reading it all", function()
+    it("refuses a body far over the limit without storing it, and keeps the connection usable", function()
       emu:config { limits = { image = 1000 } }
       local big = tmp .. "/huge.jpg"
       helper.sh("head -c 52428800 /dev/zero > " .. q(big))
       local res = upload(token, "image", big)
       assert_wechat_error(res, 40006)
-      os.remove(big)
       assert.same({}, helper.ls(emu.dir .. "/storage"))
+      -- twice on one keep-alive connection, then a good upload on it: the rest of each refused body
+      -- must not be taken for the next request
+      helper.sh(("curl -s -o %s -o %s -F %s %s %s --next -s -o %s -F %s %s"):format(
+        q(tmp .. "/r1"), q(tmp .. "/r2"), q("media=@" .. big), url(up), url(up),
+        q(tmp .. "/r3"), q("media=@" .. helper.write(tmp .. "/tiny.gif", "GIF89a")), url(up)))
+      os.remove(big)
+      assert.are.equal(40006, cjson.decode(helper.read(tmp .. "/r1")).errcode)
+      assert.are.equal(40006, cjson.decode(helper.read(tmp .. "/r2")).errcode)
+      assert.is_string(cjson.decode(helper.read(tmp .. "/r3")).media_id, helper.read(tmp .. "/r3"))
+      local log = emu:requests("upload")
+      assert.are.equal(4, #log)
+      assert.are.equal(log[2].connection, log[4].connection)
       still_serving()
     end)
 

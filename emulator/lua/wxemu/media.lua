@@ -112,6 +112,8 @@ function _M.upload()
   if not boundary then return wx.fail(no_body) end
   local reader = multipart.new(boundary)
   if not reader then return wx.fail(no_body) end
+  -- whatever the answer, the unread rest of the body is dropped after it (wxemu.send)
+  ctx.unread_body = reader
 
   local media_id = rand.id(64)
   local tmp = path_of(media_id) .. ".part"

@@ -214,6 +214,20 @@ function _M.next_part(self)
   return part
 end
 
+-- Reads and drops what is left of the body. nginx does not know how much of it the request socket
+-- read: an answer given early (a refused upload) would otherwise leave the rest on a keep-alive
+-- connection, to be parsed as the next request. False when more than `cap` bytes are left or the
+-- client stalls (then the connection must be closed).
+function _M.drain(self, cap)
+  local dropped = 0
+  while true do
+    local data, err = self.source(PIECE)
+    if not data then return err == "eof" end
+    dropped = dropped + #data
+    if dropped > cap then return false end
+  end
+end
+
 -- Reads the rest of the current part, keeping at most `keep` bytes of it; returns them.
 function _M.collect(self, keep)
   local parts, n = {}, 0

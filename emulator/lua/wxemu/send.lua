@@ -5,6 +5,8 @@ local string_sub, math_floor, math_max, math_min = string.sub, math.floor, math.
 
 local _M = {}
 
+local DRAIN_CAP = 256 * 1024 * 1024
+
 -- Drops the connection without a proper end: nginx closes the socket (444 is nginx's "close now";
 -- with request data still unread the kernel answers with a reset).
 function _M.abort()
@@ -25,6 +27,18 @@ local function drip(body, rate)
   end
 end
 
+-- Ends a request whose answer is out: drops the unread rest of an upload's body first, or closes
+-- the connection when that is too much.
+local function finish()
+  local reader = ngx.ctx.unread_body
+  if reader then
+    ngx.ctx.unread_body = nil
+    ngx.flush(true)
+    if not reader:drain(DRAIN_CAP) then return _M.abort() end
+  end
+  return ngx.exit(ngx.OK)
+end
+
 -- Sends status, headers (a table) and body (a string), honouring the request's fault.
 function _M.reply(status, headers, body)
   local fault = ngx.ctx.fault
@@ -34,7 +48,7 @@ function _M.reply(status, headers, body)
   local kind = fault and fault.kind
   if kind == "drip" then
     drip(body, fault.rate)
-    return ngx.exit(ngx.OK)
+    return finish()
   elseif kind == "reset_response" or kind == "truncate" then
     -- reset_response: headers and a part of the body, then the connection drops mid-body;
     -- truncate: all but the last few bytes of the body, then the connection closes.
@@ -46,7 +60,7 @@ function _M.reply(status, headers, body)
     return _M.abort()
   end
   ngx.print(body)
-  return ngx.exit(ngx.OK)
+  return finish()
 end
 
 return _M
