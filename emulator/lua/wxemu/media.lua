@@ -73,24 +73,21 @@ local function authorised()
   return appid, nil, args
 end
 
--- Streams the `media` part into `file`; returns size, head, over (true once past `limit`, when
--- reading stopped), or nil, message.
+-- Streams the `media` part into `file`; returns its size and first bytes, or nil, message. Stops
+-- reading once past `limit` (the size then says so): a huge body is never stored.
 local function stream_part(reader, file, limit)
-  local size, head, over = 0, nil, false
+  local size, head = 0, nil
   while true do
     local chunk, err = reader:read(65536)
     if chunk == nil then return nil, err end
     if chunk == false then break end
     if not head then head = string_sub(chunk, 1, 16) end
     size = size + #chunk
-    if size > limit then
-      over = true
-      break
-    end
+    if size > limit then break end
     local ok, werr = file:write(chunk)
     if not ok then error("cannot write media: " .. tostring(werr)) end
   end
-  return size, head or "", over
+  return size, head or ""
 end
 
 local function extension(filename)
