@@ -206,6 +206,31 @@ describe("wxmedia tokens", function()
     assert.are.equal(2, #emu:requests("stable_token"))
   end)
 
+  it("gives two clients of one appid against two servers their own tokens in the shared default store",
+    function()
+      -- no token_store: both use the process-wide memory store, as most programs do
+      local other = helper.start_emulator()
+      finally(function() other:stop() end)
+      local function new(base_url)
+        return assert(wxmedia.new({ appid = helper.APPID, secret = helper.SECRET, base_url = base_url }))
+      end
+      local ca, cb = new(emu.base_url), new(other.base_url)
+      local ta, tb = assert(note(ca:token())), assert(note(cb:token()))
+      assert.are_not.equal(ta, tb)
+      assert(note(ca:upload("image", image)))
+      assert(note(cb:upload("image", image)))
+      for _, e in ipairs({ emu, other }) do
+        assert.are.equal(1, #e:requests("stable_token"))
+        local ups = e:requests("upload")
+        assert.are.equal(1, #ups)                          -- no refused token, no replay
+        assert.are.equal(200, ups[1].status)
+      end
+      local key = wxmedia.token_source.key
+      assert.are.equal("wxmedia:token:stable:wx1", key("stable", "wx1", "https://api.weixin.qq.com/"))
+      assert.are.equal("wxmedia:token:classic:wx1@127.0.0.1:8080",
+        key("classic", "wx1", "http://127.0.0.1:8080/"))
+    end)
+
   it("never puts a token or the secret in a message", function()
     assert.is_true(#messages > 5)
     local tokens = {}

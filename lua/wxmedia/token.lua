@@ -26,14 +26,26 @@ function _M.default_store()
   return default_store
 end
 
+_M.DEFAULT_BASE_URL = "https://api.weixin.qq.com"
+
+-- The name of an account in store keys: its appid, plus the server's address when it is not
+-- WeChat's own ("wx123@127.0.0.1:8080"). An emulator or a proxy issues its own tokens and
+-- media_ids, and the default memory store is shared by the whole process, so two clients of one
+-- appid against two servers must not read each other's records.
+function _M.account(appid, base_url)
+  local base = type(base_url) == "string" and base_url:gsub("/+$", "") or nil
+  if not base or base == "" or base == _M.DEFAULT_BASE_URL then return appid end
+  return appid .. "@" .. (base:gsub("^%a[%w+.-]*://", ""))
+end
+
 -- The store key of an account's token; never holds the secret.
-function _M.key(token_api, appid)
-  return "wxmedia:token:" .. token_api .. ":" .. appid
+function _M.key(token_api, appid, base_url)
+  return "wxmedia:token:" .. token_api .. ":" .. _M.account(appid, base_url)
 end
 
 -- opts: { mode = "stable"|"classic"|"static"|"provider", appid =, secret =, access_token =,
 --   provider = function() -> token, expires_in, store =, transport = (an object with :request),
---   now = function() -> wall seconds, lock_timeout = }.
+--   now = function() -> wall seconds, lock_timeout =, base_url = (part of the store key) }.
 function _M.new(opts)
   local mode = opts.mode
   local self = setmetatable({
@@ -49,7 +61,7 @@ function _M.new(opts)
   self.provider = provider
   if self.refreshable then
     self.store = store_mod.wrap(opts.store or _M.default_store())
-    self.key = _M.key(mode, self.appid)
+    self.key = _M.key(mode, self.appid, opts.base_url)
   end
   return self
 end
