@@ -16,6 +16,7 @@ _M.store = require "wxmedia.store"
 _M.media = require "wxmedia.media"
 _M.errors = errors
 _M.token_source = require "wxmedia.token"
+_M.reuse = require "wxmedia.reuse"
 
 local config        -- the options of configure(), or nil
 local default       -- the module-level client, once built
@@ -93,6 +94,26 @@ function _M.get(media_id, path, opts)
   local c, err, details = module_client()
   if not c then return nil, err, details end
   return c:get(media_id, path, opts)
+end
+
+-- syntax: res, err, details = wxmedia.media_id(type, path [, opts])
+-- Reuses the media_id of an earlier upload of the same content while it has more than
+-- opts.reuse_margin (default 6 h) of WeChat's 3 days left; else uploads. res.reused says which.
+function _M.media_id(mtype, path, opts)
+  client.check_arg(1, "media_id", mtype, "string", 2)
+  client.check_arg(2, "media_id", path, "string", 2)
+  client.check_arg(3, "media_id", opts, "table?", 2)
+  local c, err, details = module_client()
+  if not c then return nil, err, details end
+  return c:media_id(mtype, path, opts)
+end
+
+-- syntax: forgotten = wxmedia.forget(media_id)
+function _M.forget(media_id)
+  client.check_arg(1, "forget", media_id, "string", 2)
+  local c = module_client()
+  if not c then return false end
+  return c:forget(media_id)
 end
 
 -- syntax: tok, err, details = wxmedia.token([force])

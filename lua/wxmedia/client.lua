@@ -11,11 +11,12 @@ local media = require "wxmedia.media"
 local retry = require "wxmedia.retry"
 local token = require "wxmedia.token"
 local store_mod = require "wxmedia.store"
+local reuse = require "wxmedia.reuse"
 
 local _M = {}
 local mt = { __index = _M }
 
-_M.DEFAULT_BASE_URL = "https://api.weixin.qq.com"
+_M.DEFAULT_BASE_URL = token.DEFAULT_BASE_URL
 
 -- The C core, or nil when it cannot load (a custom transport then does without it).
 local core_loaded, core
@@ -42,6 +43,7 @@ local OPTION_TYPES = {
   connect_timeout = "number", low_speed_limit = "number", low_speed_time = "number", cainfo = "string",
   capath = "string", verify = "boolean", proxy = "string", user_agent = "string", progress = "function",
   on_retry = "function", limits = "table", sleep = "function", now = "function", lock_timeout = "number",
+  reuse_margin = "number",
 }
 
 -- opts: see the README. Returns the client, or nil, message, details (kind "input") when the
@@ -53,6 +55,7 @@ function _M.new(opts)
       error(format("bad option '%s' to 'new' (%s expected, got %s)", name, expected, type(opts[name])), 2)
     end
   end
+  reuse.check_margin(opts.reuse_margin, "new", 2)
   local mode
   if opts.access_token then
     mode = "static"
@@ -98,11 +101,13 @@ function _M.new(opts)
   self.tokens = token.new({
     mode = mode, appid = opts.appid, secret = opts.secret, access_token = opts.access_token,
     provider = opts.token_provider, store = opts.token_store, now = self.now, transport = lazy,
-    lock_timeout = opts.lock_timeout,
+    lock_timeout = opts.lock_timeout, base_url = opts.base_url,
   })
   -- For extensions that keep their own records beside the tokens (media_id reuse): the same store.
   self.appid = opts.appid
   self.store = self.tokens.store or store_mod.wrap(opts.token_store or token.default_store())
+  -- media_id records (wxmedia.reuse): the media_store option, else beside the tokens
+  self.media_store = reuse.store_for(opts, self.store)
   return self
 end
 
@@ -221,6 +226,13 @@ function _M.get(self, media_id, path, opts)
   check_arg(3, "get", opts, "table?")
   if media_id == "" then return errors.input("get: media_id is empty") end
   if path == "" then return errors.input("get: path is empty") end
+  local res, err, details = self:_get(media_id, path, opts)
+  -- WeChat no longer knows this media_id: a record of it must not hand it out again
+  if not res and details and details.errcode == 40007 then reuse.forget(self, media_id) end
+  return res, err, details
+end
+
+function _M._get(self, media_id, path, opts)
   local p = policy(self, opts)
   local args = { jssdk = p.jssdk or nil, progress = p.progress }
   return retry.run(p, function()
@@ -241,6 +253,27 @@ function _M.get(self, media_id, path, opts)
       return errors.fail("api", "get: wechat answered json without the file", { status = res.status })
     end)
   end)
+end
+
+-- syntax: res, err, details = client:media_id(type, path [, opts])
+-- A media_id for the file's content, valid at least reuse_margin more seconds (default 6 h):
+-- the recorded one while its upload is younger than 3 days minus the margin, else a new upload.
+-- res is upload's table plus reused = true|false and expires_at. opts: upload's, reuse_margin,
+-- lock_timeout (seconds to wait for another process uploading the same content).
+function _M.media_id(self, mtype, path, opts)
+  check_arg(1, "media_id", mtype, "string")
+  check_arg(2, "media_id", path, "string")
+  check_arg(3, "media_id", opts, "table?")
+  if opts then reuse.check_margin(opts.reuse_margin, "media_id", 2) end
+  return reuse.media_id(self, mtype, path, opts)
+end
+
+-- syntax: forgotten = client:forget(media_id)
+-- Drops the record holding media_id (say, WeChat refused it in a message): the next media_id call
+-- for that content uploads again. Returns true when a record was known.
+function _M.forget(self, media_id)
+  check_arg(1, "forget", media_id, "string")
+  return reuse.forget(self, media_id)
 end
 
 -- syntax: tok, err, details = client:token([force])
