@@ -143,8 +143,9 @@ function _M.media_id(client, mtype, path, opts)
 
   local store = client.media_store
   local key = _M.record_key(account, mtype, sha256)
+  -- the key names the type, so a record found is this type's (whatever WeChat called it)
   local function usable(rec)
-    return rec and rec.type == mtype and client.now() < rec.expires_at - margin
+    return rec ~= nil and client.now() < rec.expires_at - margin
   end
   local rec = read(store, key)
   if usable(rec) then return result(rec, true) end
