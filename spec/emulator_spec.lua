@@ -478,6 +478,7 @@ describe("emulator #once", function()
       assert.are.equal("text/plain", res.headers["content-type"])
       assert.is_nil(res.headers["content-disposition"])
       local video_url = res.json.video_url
+      assert.matches('^{"video_url":"http://[^\\"]+"}$', res.body)   -- slashes not escaped
       assert.matches("^http://127%.0%.0%.1:%d+/", video_url)
       assert.is_nil(video_url:find(token, 1, true))
       local cdn = http(q(video_url))

@@ -249,9 +249,12 @@ local function serve_get(hd_voice)
   if not meta or (hd_voice and meta.type ~= "voice") then return wx.fail(40007) end
   ctx.media_id, ctx.type = media_id, meta.type
   if meta.type == "video" and not hd_voice then
-    local url = "http://" .. (ngx.var.http_host or ngx.var.server_addr .. ":" .. ngx.var.server_port)
-      .. "/cdn/video/" .. media_id .. ".mp4"
-    return wx.ok(cjson.encode { video_url = url }, "text/plain")
+    local host = ngx.var.http_host
+    if not host or host:find("[^%w%.%-:%[%]]") then
+      host = ngx.var.server_addr .. ":" .. ngx.var.server_port
+    end
+    -- by hand: cjson would escape every "/"
+    return wx.ok('{"video_url":"http://' .. host .. "/cdn/video/" .. media_id .. '.mp4"}', "text/plain")
   end
   local fmt = FORMATS[meta.format]
   local ctype, ext = fmt.content_type, fmt.ext
