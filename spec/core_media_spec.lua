@@ -205,6 +205,23 @@ describe("wxmedia.core media", function()
       assert.matches("table value", err)
     end)
 
+    it("cannot use or close its own session (the transfer aborts; the session works on)", function()
+      local id = upload("image", helper.fixture("image.jpg"))
+      local dest, mtime = existing("x.jpg")
+      for _, misuse in ipairs {
+        function() s:request("GET", "/cgi-bin/token") end,
+        function() s:close() end,
+      } do
+        local r, err, kind = s:get(token, id, dest, { progress = misuse })
+        assert.is_nil(r)
+        assert.equal("aborted", kind)
+        assert.matches("busy wxmedia%.session", err)
+        assert_untouched(dest, mtime)
+      end
+      assert(s:get(token, id, dest))
+      assert.equal(helper.read(helper.fixture("image.jpg")), helper.read(dest))
+    end)
+
     it("runs at most about ten times a second", function()
       local id = upload("image", helper.fixture("image.jpg"))
       emu:fault{ route = "get", kind = "drip", rate = 1500 }     -- about 1.3 s for 1980 bytes

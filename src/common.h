@@ -43,6 +43,7 @@ typedef struct wxm_session {
   curl_mime *mime;                /* the current upload's form */
   struct curl_slist *headers;     /* the current call's extra request headers */
   int fsync;                      /* flush a downloaded file to disk before renaming it */
+  int busy;                       /* inside curl_easy_perform: its own progress function runs */
   char errbuf[CURL_ERROR_SIZE];
 } wxm_session;
 

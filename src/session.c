@@ -29,9 +29,15 @@ static void session_release (wxm_session *s) {
   wxm_buf_free(&s->body);
 }
 
+/*
+** The session of a method call, open and idle. A progress function that calls back into its own
+** session (a request, or close) would pull the handle from under curl_easy_perform: it raises
+** instead, inside the progress function's pcall, and the transfer aborts cleanly.
+*/
 wxm_session *wxm_check_session (lua_State *L) {
   wxm_session *s = (wxm_session *)luaL_checkudata(L, 1, WXMEDIA_SESSION);
   if (s->curl == NULL) luaL_error(L, "attempt to use a closed " WXMEDIA_SESSION);
+  if (s->busy) luaL_error(L, "attempt to use a busy " WXMEDIA_SESSION " (from its own progress function)");
   return s;
 }
 
@@ -175,6 +181,7 @@ static int session_new (lua_State *L) {
 
 static int session_close (lua_State *L) {
   wxm_session *s = (wxm_session *)luaL_checkudata(L, 1, WXMEDIA_SESSION);
+  if (s->busy) luaL_error(L, "attempt to close a busy " WXMEDIA_SESSION " (from its own progress function)");
   session_release(s);
   return 0;
 }

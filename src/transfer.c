@@ -153,7 +153,10 @@ CURLcode wxm_perform (wxm_transfer *t) {
   SET(CURLOPT_FOLLOWLOCATION, t->follow ? 1L : 0L);
 #undef SET
   if (rc != CURLE_OK) return rc;
-  return curl_easy_perform(c);
+  t->s->busy = 1;
+  rc = curl_easy_perform(c);
+  t->s->busy = 0;
+  return rc;
 }
 
 /* Frees what the call attached to the handle, and removes a temp file that was not renamed. */
