@@ -195,13 +195,18 @@ const char *wxm_content_type (wxm_transfer *t) {
   return ct;
 }
 
-/* libcurl's sentences in our lowercase style: "Operation too slow. Less than" -> "operation too slow: less than" */
+/*
+** libcurl's sentences in our lowercase style: "Operation too slow. Less than" becomes
+** "operation too slow: less than", "port 1 after 0 ms: Couldn't connect" "...: couldn't connect".
+*/
 static void tidy_curl_text (char *s) {
   char *p;
   wxm_lower_first(s);
-  for (p = s; (p = strstr(p, ". ")) != NULL; p++) {
-    *p = ':';
-    wxm_lower_first(p + 2);
+  for (p = s; *p != '\0'; p++) {
+    if ((p[0] == '.' || p[0] == ':') && p[1] == ' ') {
+      p[0] = ':';
+      wxm_lower_first(p + 2);
+    }
   }
 }
 
