@@ -79,7 +79,8 @@ describe("wxmedia command", function()
     it("is pointed to on a usage error, with exit status 2", function()
       for _, args in ipairs { {}, { "frobnicate" }, { "--bogus", "token" }, { "upload", "image" },
                               { "get" }, { "get", "a", "b" }, { "token", "extra" },
-                              { "--retries", "x", "token" }, { "upload", "image", "a.jpg", "-o", "x" } } do
+                              { "--retries", "x", "token" }, { "upload", "image", "a.jpg", "-o", "x" },
+                              { "get", "--reuse", "x" } } do
         local r = wxmedia(args, creds)
         assert.equal(2, r.code, table.concat(args, " "))
         assert.equal("", r.out)
@@ -156,6 +157,57 @@ describe("wxmedia command", function()
       assert.truthy(lines[1]:find("^wxmedia: ") and lines[1]:find(bad, 1, true), lines[1])
       assert.truthy(lines[2]:find("^wxmedia: ") and lines[2]:find(tmp .. "/missing.jpg", 1, true), lines[2])
       assert.equal(1, #emu:requests("upload"))
+    end)
+  end)
+
+  describe("upload --reuse", function()
+    it("uploads once, then prints the recorded media_id with 'reused'; one token for both runs", function()
+      local store = tmp .. "/store-" .. tostring(math.random(1e9)) .. ".json"
+      local first = wxmedia({ "upload", "--reuse", "--store", store, "image", fixture("image.jpg") }, creds)
+      assert.equal(0, first.code, first.err)
+      local id = first.out:match("^([%w_%-]+)  uploaded\n$")
+      assert.truthy(id, first.out)
+      local again = wxmedia({ "--store", store, "upload", "--reuse", "image", fixture("image.jpg"),
+                              fixture("image.png") }, creds)
+      assert.equal(0, again.code, again.err)
+      local lines = {}
+      for line in again.out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      assert.equal(id .. "  reused  " .. fixture("image.jpg"), lines[1])
+      assert.matches("^[%w_%-]+  uploaded  " .. fixture("image.png"):gsub("%p", "%%%0") .. "$", lines[2])
+      assert.equal(2, #emu:requests("upload"))
+      assert.equal(1, #emu:requests("stable_token"))
+
+      local j = wxmedia({ "--json", "--store", store, "upload", "--reuse", "image", fixture("image.jpg") },
+        creds)
+      local o = json_lines(j.out)[1]
+      assert.equal(id, o.media_id)
+      assert.is_true(o.reused)
+      assert.is_number(o.expires_at)
+      assert.equal(2, #emu:requests("upload"))
+    end)
+
+    it("keeps its store in a private folder of XDG_CACHE_HOME or ~/.cache", function()
+      local home = fresh_dir()
+      local env = { HOME = home }
+      for k, v in pairs(creds) do env[k] = v end
+      local r = wxmedia({ "upload", "--reuse", "image", fixture("image.gif") }, env)
+      assert.equal(0, r.code, r.err)
+      assert.truthy(helper.read(home .. "/.cache/wxmedia/store.json"))
+      assert.equal("700\n", (helper.sh("stat -c %a " .. q(home .. "/.cache/wxmedia"))))
+
+      local xdg = fresh_dir()
+      env.XDG_CACHE_HOME = xdg
+      r = wxmedia({ "upload", "--reuse", "image", fixture("image.gif") }, env)
+      assert.matches("  uploaded\n$", r.out)
+      assert.truthy(helper.read(xdg .. "/wxmedia/store.json"))
+    end)
+
+    it("writes nothing to disk without --reuse or --store", function()
+      local home = fresh_dir()
+      local env = { HOME = home }
+      for k, v in pairs(creds) do env[k] = v end
+      assert.equal(0, wxmedia({ "upload", "image", fixture("image.gif") }, env).code)
+      assert.same({}, helper.ls(home))
     end)
   end)
 

@@ -50,6 +50,14 @@ DESCRIPTION
         with several, prints "MEDIA_ID  FILE" for each, in order. Every
         FILE is tried even when an earlier one fails.
 
+    upload --reuse TYPE FILE...
+        The same, but a file whose content was uploaded before, and whose
+        media_id has at least 6 more hours to live, is not sent again:
+        its recorded media_id is printed. Each media_id is followed by
+        "reused" or "uploaded" ("MEDIA_ID  reused  FILE" with several
+        FILEs). The records, and the access_token, are kept in the
+        --store file.
+
     get MEDIA_ID
         Downloads a medium (a video through the URL WeChat answers with)
         and prints the name of the file written. Without -o the name is
@@ -81,6 +89,12 @@ OPTIONS
     --json               print one JSON object per line, for scripts; a
                          failed item gives {"file" or "media_id", "error":
                          {"message", "kind", "errcode"}}
+    --reuse              upload: reuse media_ids recorded in the store
+    --store FILE         keep access_tokens (and --reuse records) in FILE,
+                         shared by every run (default with --reuse:
+                         $XDG_CACHE_HOME/wxmedia/store.json, else
+                         ~/.cache/wxmedia/store.json, in a folder made
+                         private); without it nothing is written to disk
     --no-progress        never draw a progress bar (one is drawn on
                          stderr for transfers over 1 MB when both stdout
                          and stderr are terminals)
@@ -95,6 +109,8 @@ ENVIRONMENT
         given; it is never refreshed
     WXMEDIA_BASE_URL
         the API's address, as --base-url
+    XDG_CACHE_HOME, HOME
+        where --reuse keeps its store when --store is not given
 
 EXIT STATUS
     0   success
@@ -112,6 +128,7 @@ EXAMPLES
     id=$(wxmedia upload image photo.jpg)
     wxmedia get "$id" -o copy.jpg
     wxmedia --json upload voice a.amr b.mp3 | jq -r .media_id
+    read -r id how < <(wxmedia upload --reuse image welcome.jpg)
     curl "https://api.weixin.qq.com/cgi-bin/...?access_token=$(wxmedia token)"
 ]]
 
@@ -119,10 +136,10 @@ EXAMPLES
 local VALUE_OPTIONS = {
   ["--appid"] = "appid", ["--secret-file"] = "secret_file", ["--base-url"] = "base_url",
   ["--token-api"] = "token_api", ["--retries"] = "retries", ["--timeout"] = "timeout",
-  ["--output"] = "output", ["-o"] = "output",
+  ["--output"] = "output", ["-o"] = "output", ["--store"] = "store",
 }
 local FLAG_OPTIONS = {
-  ["--json"] = "json", ["--no-progress"] = "no_progress",
+  ["--json"] = "json", ["--no-progress"] = "no_progress", ["--reuse"] = "reuse",
   ["--help"] = "help", ["-h"] = "help", ["--version"] = "version",
 }
 local COMMANDS = { upload = true, get = true, token = true }
@@ -173,6 +190,8 @@ function _M.parse(argv)
   if opts.command == "get" and n ~= 1 then return nil, "get needs exactly one MEDIA_ID" end
   if opts.command == "token" and n ~= 0 then return nil, "token takes no arguments" end
   if opts.output and opts.command ~= "get" then return nil, "option -o is for get only" end
+  if opts.reuse and opts.command ~= "upload" then return nil, "option --reuse is for upload only" end
+  if opts.store == "" then return nil, "option --store needs a file name" end
   if opts.output == "" then return nil, "option -o needs a file name" end
 
   if opts.retries then
@@ -244,8 +263,8 @@ function _M.credentials(opts, getenv)
                  retries = opts.retries, timeout = opts.timeout, token_api = opts.token_api }
   if appid and secret then
     conf.appid, conf.secret = appid, secret
-  elseif token and not opts.appid and not opts.secret_file then
-    conf.access_token = token
+  elseif token and not opts.secret_file then
+    conf.access_token, conf.appid = token, appid -- the appid, when known, keys --reuse records
   elseif appid then
     return nil, "no AppSecret for " .. appid .. ": set WECHAT_APPSECRET or use --secret-file"
   elseif secret then
@@ -254,6 +273,26 @@ function _M.credentials(opts, getenv)
     return nil, "no credentials: set WECHAT_APPID and WECHAT_APPSECRET, or WECHAT_ACCESS_TOKEN"
   end
   return conf
+end
+
+-- The store file: --store, else (for --reuse) ${XDG_CACHE_HOME:-$HOME/.cache}/wxmedia/store.json,
+-- its folder made private (it holds the access_token). Returns the path, nil (no store), or
+-- nil, message.
+function _M.store_path(opts, getenv)
+  if opts.store then return opts.store end
+  if not opts.reuse then return nil end
+  local cache = getenv("XDG_CACHE_HOME")
+  if not cache or cache == "" then
+    local home = getenv("HOME")
+    if not home or home == "" then
+      return nil, "no folder for the --reuse records: set HOME or use --store"
+    end
+    cache = home .. "/.cache"
+  end
+  local dir = cache .. "/wxmedia"
+  local ok = os.execute("mkdir -p -m 0700 '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
+  if not (ok == true or ok == 0) then return nil, "cannot make the folder " .. dir end
+  return dir .. "/store.json"
 end
 
 -- "photo_2_.jpg" from "../../x/photo (2).jpg": the last path component, each run of bytes other
@@ -373,6 +412,10 @@ function Run:client()
       _M.redact(message, self.secrets), attempt, delay or 0))
   end
   local wxmedia = require "wxmedia"
+  local store, serr = _M.store_path(self.opts, self.getenv)
+  if serr then return nil, serr end
+  -- tokens and --reuse records in one file: successive runs share a token and their uploads
+  if store then conf.token_store = wxmedia.store.file(store) end
   return wxmedia.new(conf)
 end
 
@@ -382,13 +425,21 @@ function Run:upload()
   local status = _M.EXIT.ok
   for _, file in ipairs(files) do
     self.ui.start(file)
-    local res, err, details = self.client:upload(mtype, file)
+    local res, err, details
+    if self.opts.reuse then
+      res, err, details = self.client:media_id(mtype, file)
+    else
+      res, err, details = self.client:upload(mtype, file)
+    end
     self.ui.finish()
     if res then
       local id = res.media_id or res.thumb_media_id
+      local line = id
+      if self.opts.reuse then line = line .. "  " .. (res.reused and "reused" or "uploaded") end
+      if #files > 1 then line = line .. "  " .. file end
       self:say({ file = file, type = res.type or mtype, media_id = id,
-                 thumb_media_id = res.thumb_media_id, created_at = res.created_at },
-               #files == 1 and id or (id .. "  " .. file))
+                 thumb_media_id = res.thumb_media_id, created_at = res.created_at,
+                 reused = res.reused, expires_at = res.expires_at }, line)
     else
       local code = self:fail(file, err, details, { file = file, type = mtype })
       if status == _M.EXIT.ok then status = code end
