@@ -52,6 +52,7 @@ build = {
     ["wxmedia.media"] = "lua/wxmedia/media.lua",
     ["wxmedia.ngx"] = "lua/wxmedia/ngx.lua",
     ["wxmedia.retry"] = "lua/wxmedia/retry.lua",
+    ["wxmedia.reuse"] = "lua/wxmedia/reuse.lua",
     ["wxmedia.store"] = "lua/wxmedia/store.lua",
     ["wxmedia.thread"] = "lua/wxmedia/thread.lua",
     ["wxmedia.token"] = "lua/wxmedia/token.lua",
