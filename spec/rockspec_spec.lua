@@ -48,6 +48,17 @@ describe("installing #once", function()
     out, ok = run(cmd .. " get " .. q(id) .. " -o " .. q(copy), env)
     assert.is_true(ok, out)
     assert.equal(helper.read(root .. "/spec/fixtures/media/image.jpg"), helper.read(copy))
+
+    -- the file store (tokens and --reuse records) on this interpreter
+    local store = tmp .. "/store-" .. tostring(math.random(1e9)) .. ".json"
+    local reuse = cmd .. " upload --reuse --store " .. q(store) .. " image "
+      .. q(root .. "/spec/fixtures/media/image.jpg")
+    out, ok = run(reuse, env)
+    assert.is_true(ok, out)
+    assert.matches("  uploaded\n$", out)
+    out, ok = run(reuse, env)
+    assert.is_true(ok, out)
+    assert.matches("  reused\n$", out)
   end
 
   setup(function()
