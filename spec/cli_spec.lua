@@ -329,6 +329,8 @@ describe("wxmedia command", function()
           { WECHAT_ACCESS_TOKEN = token, WXMEDIA_BASE_URL = emu.base_url }),
         wxmedia({ "--retries", "0", "--base-url", "http://127.0.0.1:1", "--json", "get", "x" },
           { WECHAT_ACCESS_TOKEN = token }),
+        wxmedia({ "--json", "--store", tmp .. "/token-store.json", "upload", "--reuse", "image",
+                  fixture("image.jpg") }, creds),
       }
       assert.equal(0, runs[1].code, runs[1].err)
       assert.equal(0, runs[5].code, runs[5].err)
