@@ -249,6 +249,40 @@ describe("wxmedia command", function()
       assert.equal(helper.read(fixture("video.mp4")), helper.read(out))
     end)
 
+    it("stops on Ctrl-C with exit status 130 and leaves no partial file", function()
+      local id = upload("image.jpg")
+      local dir = fresh_dir()
+      -- the answer comes at 100 bytes/s: the download is still running when the signal comes
+      emu:fault { route = "get", kind = "drip", rate = 100 }
+      local parts = { "env", "-i", "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"),
+        "LUA_PATH=" .. q(root .. "/lua/?.lua;;"), "LUA_CPATH=" .. q(root .. "/" .. build .. "/?.so;;") }
+      for k, v in pairs(creds) do parts[#parts + 1] = k .. "=" .. q(v) end
+      local run = table.concat(parts, " ") .. " " .. q(helper.lua) .. " " .. q(root .. "/bin/wxmedia")
+        .. " get " .. q(id) .. " -o " .. q(dir .. "/out.jpg")
+      local state = tmp .. "/int-" .. tostring(math.random(1e9))
+      os.execute("(" .. run .. " >/dev/null 2>" .. q(state .. ".err") .. " </dev/null & echo $! >"
+        .. q(state .. ".pid") .. "; wait $!; echo $? >" .. q(state .. ".rc") .. ") >/dev/null 2>&1 &")
+      local function wait_for(what, check)
+        for _ = 1, 600 do
+          if check() then return end
+          os.execute("sleep 0.05")
+        end
+        error("gave up waiting for " .. what)
+      end
+      local pid
+      wait_for("the download to start", function()
+        pid = (helper.read(state .. ".pid") or ""):match("%d+")
+        return pid and #helper.ls(dir) > 0
+      end)
+      os.execute("kill -INT " .. pid)
+      local ok = pcall(wait_for, "the command to stop", function() return helper.read(state .. ".rc") end)
+      if not ok then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+      assert.is_true(ok)
+      assert.equal("130", helper.read(state .. ".rc"):match("%d+"))
+      assert.matches("interrupted", helper.read(state .. ".err"))
+      assert.same({}, helper.ls(dir))
+    end)
+
     it("writes nothing when WeChat refuses (exit 3, errcode in --json)", function()
       local dir = fresh_dir()
       local r = wxmedia({ "--json", "get", "no-such-media-id" }, creds, dir)
@@ -435,7 +469,8 @@ describe("wxmedia.cli functions", function()
     for _, k in ipairs { "http", "connect", "timeout", "tls", "transfer" } do
       assert.equal(4, cli.exit_status(k))
     end
-    assert.equal(1, cli.exit_status("aborted"))
+    assert.equal(130, cli.exit_status("aborted"))
+    assert.equal(1, cli.exit_status("install"))
   end)
 
   it("parses options before and after the command", function()

@@ -11,13 +11,15 @@ local _M = { _VERSION = "0.1.0" }
 
 -- Exit status, one per class of failure, so that scripts can tell "fix your input" from
 -- "WeChat said no" from "try again later".
-_M.EXIT = { ok = 0, other = 1, input = 2, wechat = 3, network = 4 }
+_M.EXIT = { ok = 0, other = 1, input = 2, wechat = 3, network = 4, interrupted = 130 }
 
 local EXIT_BY_KIND = {
   input = _M.EXIT.input, io = _M.EXIT.input,
   api = _M.EXIT.wechat, token = _M.EXIT.wechat,
   http = _M.EXIT.network, connect = _M.EXIT.network, timeout = _M.EXIT.network,
   tls = _M.EXIT.network, transfer = _M.EXIT.network,
+  -- our progress function raises only when Ctrl-C interrupts it (lua.c's SIGINT hook)
+  aborted = _M.EXIT.interrupted,
 }
 
 function _M.exit_status(kind)
@@ -120,6 +122,7 @@ EXIT STATUS
     3   WeChat refused: an errcode from the API, or bad credentials
     4   network failure: no connection, timeout, TLS, an interrupted
         transfer, an HTTP error status
+    130 interrupted (Ctrl-C); a partial download is never left behind
     With several FILEs, the status is that of the first failure.
 
 EXAMPLES
@@ -443,6 +446,7 @@ function Run:upload()
     else
       local code = self:fail(file, err, details, { file = file, type = mtype })
       if status == _M.EXIT.ok then status = code end
+      if code == _M.EXIT.interrupted then break end
     end
   end
   return status
@@ -520,6 +524,10 @@ function _M.main(argv, sys)
   math.randomseed(os.time() + math.floor(os.clock() * 1e6))
   local ok, status = pcall(run, argv or {}, s)
   if ok then return status end
+  if tostring(status):match("interrupted!$") then -- Ctrl-C outside a transfer
+    s.stderr:write("wxmedia: interrupted\n")
+    return _M.EXIT.interrupted
+  end
   s.stderr:write("wxmedia: internal error: ", _M.redact(status), "\n")
   return _M.EXIT.other
 end
