@@ -281,6 +281,8 @@ describe("wxmedia command", function()
       assert.equal("130", helper.read(state .. ".rc"):match("%d+"))
       assert.matches("interrupted", helper.read(state .. ".err"))
       assert.same({}, helper.ls(dir))
+      -- the emulator logs the cut request when it notices; later specs count requests from zero
+      wait_for("the emulator to log the cut request", function() return #emu:requests("get") > 0 end)
     end)
 
     it("writes nothing when WeChat refuses (exit 3, errcode in --json)", function()
