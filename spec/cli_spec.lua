@@ -353,6 +353,11 @@ describe("wxmedia command", function()
       assert.equal(token, json_lines(j.out)[1].access_token)
 
       local secret_file = helper.write(tmp .. "/secret", helper.SECRET .. "\n")
+      -- the same account through flags: the stable token is the same token
+      local flags = wxmedia({ "--appid", helper.APPID, "--secret-file", secret_file,
+                              "--base-url", emu.base_url, "token" })
+      assert.equal(0, flags.code, flags.err)
+      assert.equal(token .. "\n", flags.out)
       local runs = {
         wxmedia({ "upload", "image", fixture("image.jpg") }, creds),
         wxmedia({ "--json", "upload", "image", fixture("image.jpg") }, creds),
