@@ -34,7 +34,7 @@ end
 local function load(self)
   local f = io_open(self.path, "rb")
   if not f then return {} end
-  local text = f:read("a")
+  local text = f:read("*a")  -- "*a": plain Lua 5.1 knows no "a"
   f:close()
   local data = text and cjson.decode(text)
   if type(data) ~= "table" then return {} end
