@@ -105,7 +105,8 @@ end
 function Emulator:stop()
   if self.stopped then return end
   self.stopped = true
-  helper.sh(shell_quote(root .. "/emulator/wxmedia-emulator") .. " stop --dir " .. shell_quote(self.dir) .. " 2>&1")
+  helper.sh(shell_quote(root .. "/emulator/wxmedia-emulator") .. " stop --dir "
+    .. shell_quote(self.dir) .. " 2>&1")
   helper.rmtree(self.dir)
 end
 
@@ -113,7 +114,8 @@ end
 function Emulator:control(method, path, body)
   local args = "-X " .. method .. " " .. shell_quote(self.base_url .. "/__emulator/" .. path)
   if body ~= nil then
-    args = args .. " -H 'Content-Type: application/json' --data-binary " .. shell_quote(assert(cjson.encode(body)))
+    args = args .. " -H 'Content-Type: application/json' --data-binary "
+      .. shell_quote(assert(cjson.encode(body)))
   end
   local status, text = helper.curl(args)
   return status, cjson.decode(text or "")
@@ -142,8 +144,9 @@ end
 
 -- A fresh classic token for an account, straight from the emulator.
 function Emulator:token(appid, secret)
-  local status, body = helper.curl(shell_quote(self.base_url .. "/cgi-bin/token?grant_type=client_credential&appid="
-    .. (appid or helper.APPID) .. "&secret=" .. (secret or helper.SECRET)))
+  local status, body = helper.curl(shell_quote(self.base_url
+    .. "/cgi-bin/token?grant_type=client_credential&appid=" .. (appid or helper.APPID)
+    .. "&secret=" .. (secret or helper.SECRET)))
   local res = cjson.decode(body or "")
   assert(status == 200 and res and res.access_token, "no token from the emulator: " .. tostring(body))
   return res.access_token
@@ -151,8 +154,9 @@ end
 
 -- Uploads a file with curl (for specs that need a media_id without the code under test).
 function Emulator:upload_with_curl(token, mtype, path, filename)
-  local status, body = helper.curl("-F " .. shell_quote("media=@" .. path .. ";filename=" .. (filename or path:match("[^/]+$")))
-    .. " " .. shell_quote(self.base_url .. "/cgi-bin/media/upload?access_token=" .. token .. "&type=" .. mtype))
+  local part = "media=@" .. path .. ";filename=" .. (filename or path:match("[^/]+$"))
+  local url = self.base_url .. "/cgi-bin/media/upload?access_token=" .. token .. "&type=" .. mtype
+  local status, body = helper.curl("-F " .. shell_quote(part) .. " " .. shell_quote(url))
   return status, cjson.decode(body or "") or body
 end
 

@@ -81,6 +81,12 @@ function _M.get()
   answer({ res = res, err = err, details = details, size = data and #data })
 end
 
+-- A media_id for a file on disk (arg path), uploaded once for all workers.
+function _M.reuse()
+  local res, err, details = client():media_id(ngx.var.arg_type or "image", ngx.var.arg_path)
+  answer({ res = res, err = err, details = details, pid = ngx.worker.pid() })
+end
+
 function _M.serve()
   local ok, err = client():serve(ngx.var.arg_media_id, { attachment = ngx.var.arg_attachment == "1" })
   if not ok then ngx.log(ngx.INFO, "serve failed: ", err) end

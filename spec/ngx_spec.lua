@@ -18,6 +18,7 @@ local LOCATIONS = [[
     location = /timer_result { content_by_lua_block { require("ngx_app").timer_result() } }
     location = /get    { content_by_lua_block { require("ngx_app").get() } }
     location = /serve  { content_by_lua_block { require("ngx_app").serve() } }
+    location = /reuse  { content_by_lua_block { require("ngx_app").reuse() } }
     location = /upload {
       client_body_in_file_only clean;
       client_max_body_size 20m;
@@ -206,6 +207,31 @@ describe("wxmedia.ngx in nginx #once", function()
     end
     -- each thread VM keeps its session, so its connection to WeChat: far fewer than one per upload
     assert.is_true(nconn <= 100, nconn .. " connections for 200 uploads")
+  end)
+
+  it("uploads a file once for all workers with media_id, the records in the shared dict", function()
+    local ngx = start_nginx({ workers = 4, clients = { main = {
+      thread_pool = "wxmedia", shared_dict = "wxmedia_tokens", lock_dict = "wxmedia_locks" } } })
+    finally(function() ngx:stop() end)
+    -- the upload takes a second at WeChat: the requests arriving meanwhile must wait for its record
+    emu:fault({ route = "upload", kind = "delay", seconds = 1 })
+    local dir = ngx.tmp .. "/reuse"
+    assert(os.execute("mkdir -p " .. shell_quote(dir)))
+    local cmd = ("seq 1 40 | xargs -P 20 -I{} curl -s -o %s %s"):format(shell_quote(dir .. "/{}.json"),
+      shell_quote(ngx.base_url .. "/reuse?type=image&path=" .. helper.fixture("image.jpg")))
+    assert(select(2, helper.sh(cmd)), "curl failed")
+    local ids, reused, pids, npids = {}, 0, {}, 0
+    for i = 1, 40 do
+      local a = cjson.decode(helper.read(dir .. "/" .. i .. ".json") or "") or {}
+      assert.is_table(a.res, "answer " .. i .. ": " .. tostring(a.err))
+      ids[a.res.media_id] = true
+      if a.res.reused then reused = reused + 1 end
+      if not pids[a.pid] then pids[a.pid], npids = true, npids + 1 end
+    end
+    assert.equal(1, #emu:requests("upload"))
+    assert.equal(39, reused)
+    assert.same({ [next(ids)] = true }, ids)
+    assert.is_true(npids > 1, "all requests landed on one worker")
   end)
 
   it("(c) a token WeChat rejects is refreshed once for all workers", function()

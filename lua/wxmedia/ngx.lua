@@ -313,6 +313,19 @@ function _M.token(self, ...)
   return delegate(self, "token", ...)
 end
 
+-- client:media_id(type, path [, opts]) -> upload's result + reused | nil, message, details
+-- (one upload per content for all workers when the records live in a shared dict; hashing a file
+-- the first time runs on the event loop, about 5 ms per MB)
+function _M.media_id(self, ...)
+  check_phase("media_id", 2)
+  return delegate(self, "media_id", ...)
+end
+
+-- client:forget(media_id) -> true when a record was dropped (touches the store only)
+function _M.forget(self, ...)
+  return delegate(self, "forget", ...)
+end
+
 local serve_seq = 0
 
 local function temp_path(dir)
