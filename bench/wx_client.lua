@@ -5,6 +5,9 @@
 --                                                (token cached, connection open)
 --   wx_client.lua upload BASE_URL TYPE PATH      one upload, token fetched before the clock starts
 --   wx_client.lua get BASE_URL MEDIA_ID OUT      one get into OUT, token fetched before the clock
+--   wx_client.lua get_nofsync BASE_URL MEDIA_ID OUT   the same get through a core session made with
+--                                                fsync = false (the file is not flushed to the disk
+--                                                before its rename), to show what the fsync costs
 local wxmedia = require "wxmedia"
 local core = require "wxmedia.core"
 
@@ -45,7 +48,16 @@ elseif mode == "get" then
   local t0 = core.now()
   check(c:get(media_id, out))
   print(("%.6f"):format(core.now() - t0))
+elseif mode == "get_nofsync" then
+  local media_id, out = arg[3], arg[4]
+  local tok = check(client():token())
+  local session = check(core.session({ base_url = base_url, fsync = false }))
+  check(session:request("GET", "/__emulator/ping"))
+  local t0 = core.now()
+  local res, err = session:get(tok, media_id, out)
+  if not res or not res.file then check(nil, err or "not a file") end
+  print(("%.6f"):format(core.now() - t0))
 else
-  io.stderr:write("usage: wx_client.lua loop|upload|get BASE_URL ...\n")
+  io.stderr:write("usage: wx_client.lua loop|upload|get|get_nofsync BASE_URL ...\n")
   os.exit(2)
 end
