@@ -48,7 +48,7 @@ DESTDIR     ?=
 EMULATOR_DIR  ?= .emulator
 EMULATOR_PORT ?= 0
 
-.PHONY: all build deps test demo emulator emulator-stop bench install lint clean memcheck
+.PHONY: all build deps test demo emulator emulator-stop bench install lint clean memcheck fuzz fuzz-ci
 
 all: build
 build: $(CORE)
@@ -111,3 +111,21 @@ memcheck:
 	if [ $$rc = 0 ]; then echo "memcheck: 0 errors, 0 definite leaks"; \
 	elif [ $$rc = 99 ]; then echo "memcheck: valgrind found errors or definite leaks" >&2; exit 1; \
 	else echo "memcheck: the specs failed" >&2; exit 1; fi
+
+# libFuzzer (clang, Debian's libclang-rt-14-dev) on what the core reads from a server: the header
+# lines, Content-Disposition and its filename, "file or JSON", the body cap (src/response.c).
+# `make fuzz` runs FUZZ_TIME seconds (default 600), `make fuzz-ci` 30. New inputs go to
+# fuzz/corpus-run/ (not committed); the seeds in fuzz/corpus/ are read, never written.
+FUZZ_CC     ?= clang
+FUZZ_TIME   ?= 600
+FUZZ_TARGET := build/fuzz/response_fuzz
+$(FUZZ_TARGET): fuzz/response_fuzz.c src/response.c src/response.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Isrc -o $@ fuzz/response_fuzz.c src/response.c
+fuzz: $(FUZZ_TARGET)
+	@mkdir -p fuzz/corpus-run
+	$(FUZZ_TARGET) -max_total_time=$(FUZZ_TIME) -max_len=4096 -print_final_stats=1 \
+	  -dict=fuzz/response.dict -artifact_prefix=build/fuzz/ fuzz/corpus-run fuzz/corpus
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZ_TIME=30

@@ -9,6 +9,7 @@
 #include <curl/curl.h>
 
 #include "compat.h"
+#include "response.h"       /* enum wxm_mode, and the header and body rules */
 
 #define WXMEDIA_VERSION   "wxmedia.core 0.1.0"
 #define WXMEDIA_UA_PREFIX "wxmedia/0.1"
@@ -53,13 +54,6 @@ void wxm_session_open (lua_State *L);
 /* }====== */
 
 /* {====== transfer.c: one call on a session: callbacks, perform, results ====== */
-enum wxm_mode {
-  WXM_BODY,        /* keep the body in memory (capped) */
-  WXM_UNDECIDED,   /* a download before its first body byte */
-  WXM_SNIFF,       /* a media/get that looks like a file: waiting for the first non-blank byte */
-  WXM_FILE         /* streaming into the temp file */
-};
-
 enum wxm_abort { WXM_NOT_ABORTED, WXM_ABORT_FALSE, WXM_ABORT_ERROR };
 
 typedef struct wxm_transfer {

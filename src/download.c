@@ -4,12 +4,10 @@
 ** file beside the destination and is renamed over it only when complete; on any failure the temp
 ** file is removed and the destination is left exactly as it was. WeChat's error JSON is never saved.
 */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,20 +16,9 @@
 #define TEMP_SUFFIX ".wxmedia-XXXXXX"
 #define TEMP_BASE_MAX 200          /* keeps ".<base>.wxmedia-XXXXXX" under NAME_MAX */
 
-static int contains_nocase (const char *s, const char *word) {
-  size_t n = strlen(word);
-  for (; *s != '\0'; s++)
-    if (strncasecmp(s, word, n) == 0) return 1;
-  return 0;
-}
-
 /* From the status and headers alone: the body is kept in memory, a file, or (media/get) sniffed. */
 static void decide (wxm_transfer *t) {
-  long status = wxm_status(t);
-  const char *ct = wxm_content_type(t);
-  int texty = ct != NULL && (contains_nocase(ct, "json") || strncasecmp(ct, "text/", 5) == 0);
-  if (status < 200 || status > 299 || texty || (t->media_get && !t->has_cd)) t->mode = WXM_BODY;
-  else t->mode = t->media_get ? WXM_SNIFF : WXM_FILE;
+  t->mode = wxm_decide(wxm_status(t), wxm_content_type(t), t->media_get, t->has_cd);
 }
 
 /* {====== the temp file ====== */
@@ -105,25 +92,24 @@ static int become_file (wxm_transfer *t) {
 */
 static size_t sniff (wxm_transfer *t, const char *p, size_t n) {
   wxm_buf *b = &t->s->body;
-  size_t i, from = b->len;
+  size_t from = b->len;
   curl_off_t cl = -1;
   if (!wxm_buf_add(b, p, n)) {
     t->io_errno = ENOMEM;
     return 0;
   }
-  for (i = from; i < b->len && isspace((unsigned char)b->data[i]); i++) {}
-  if (i == b->len)        /* all blank so far */
-    return (b->len <= t->max_body || become_file(t)) ? n : 0;
   curl_easy_getinfo(t->s->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-  if (b->data[i] == '{' && (cl < 0 || (curl_off_t)t->max_body >= cl)) {
-    t->mode = WXM_BODY;
-    if (b->len > t->max_body) {
+  switch (wxm_sniff_body(b->data, b->len, from, (long long)cl, t->max_body)) {
+    case WXM_SNIFF_MORE: return n;
+    case WXM_SNIFF_JSON:
+      t->mode = WXM_BODY;
+      return n;
+    case WXM_SNIFF_OVER_CAP:
+      t->mode = WXM_BODY;
       t->over_cap = 1;
       return 0;
-    }
-    return n;
+    default: return become_file(t) ? n : 0;
   }
-  return become_file(t) ? n : 0;
 }
 
 size_t wxm_download_write (wxm_transfer *t, const char *p, size_t n) {
@@ -134,72 +120,6 @@ size_t wxm_download_write (wxm_transfer *t, const char *p, size_t n) {
     default: return wxm_body_add(t, p, n) ? n : 0;
   }
 }
-
-/* {====== the server's file name ====== */
-
-static int hexval (int c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c = tolower(c);
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-/*
-** The filename parameter of a Content-Disposition value: filename*=charset'lang'%xx (RFC 5987),
-** preferred, else filename="..." or filename=token. Reported only: it never chooses where to write.
-*/
-static int parse_filename (const char *cd, char *out, size_t outsize) {
-  int found = 0;
-  const char *p = cd;
-  while (*p != '\0') {
-    const char *name, *eq;
-    size_t o = 0, namelen;
-    int star;
-    while (*p == ';' || isspace((unsigned char)*p)) p++;
-    name = p;
-    while (*p != '\0' && *p != '=' && *p != ';') p++;
-    if (*p != '=') continue;
-    eq = p++;
-    namelen = (size_t)(eq - name);
-    while (namelen > 0 && isspace((unsigned char)name[namelen - 1])) namelen--;
-    while (isspace((unsigned char)*p)) p++;
-    star = namelen == 9 && strncasecmp(name, "filename*", 9) == 0;
-    if (!star && !(namelen == 8 && strncasecmp(name, "filename", 8) == 0)) {
-      if (*p == '"') for (p++; *p != '\0' && *p != '"'; p++) if (*p == '\\' && p[1] != '\0') p++;
-      while (*p != '\0' && *p != ';') p++;
-      continue;
-    }
-    if (star) {              /* charset'language'percent-encoded */
-      const char *q1 = strchr(p, '\''), *q2 = q1 ? strchr(q1 + 1, '\'') : NULL;
-      if (q2 == NULL) { while (*p != '\0' && *p != ';') p++; continue; }
-      for (p = q2 + 1; *p != '\0' && *p != ';' && !isspace((unsigned char)*p); p++) {
-        int c = (unsigned char)*p;
-        if (c == '%' && hexval((unsigned char)p[1]) >= 0 && hexval((unsigned char)p[2]) >= 0) {
-          c = hexval((unsigned char)p[1]) * 16 + hexval((unsigned char)p[2]);
-          p += 2;
-        }
-        if (o + 1 < outsize) out[o++] = (char)c;
-      }
-      out[o] = '\0';
-      return 1;              /* the extended form wins */
-    }
-    if (found) { while (*p != '\0' && *p != ';') p++; continue; }
-    if (*p == '"') {
-      for (p++; *p != '\0' && *p != '"'; p++) {
-        if (*p == '\\' && p[1] != '\0') p++;
-        if (o + 1 < outsize) out[o++] = *p;
-      }
-      if (*p == '"') p++;
-    }
-    else for (; *p != '\0' && *p != ';' && !isspace((unsigned char)*p); p++)
-      if (o + 1 < outsize) out[o++] = *p;
-    out[o] = '\0';
-    found = 1;
-  }
-  return found;
-}
-
-/* }====== */
 
 static int push_file_result (lua_State *L, wxm_transfer *t, const char *ct) {
   char name[sizeof t->cd];
@@ -212,7 +132,7 @@ static int push_file_result (lua_State *L, wxm_transfer *t, const char *ct) {
   }
   wxm_pushsize(L, t->written);
   lua_setfield(L, -2, "size");
-  if (t->has_cd && parse_filename(t->cd, name, sizeof name) && name[0] != '\0') {
+  if (t->has_cd && wxm_parse_filename(t->cd, name, sizeof name) && name[0] != '\0') {
     lua_pushstring(L, name);
     lua_setfield(L, -2, "filename");
   }

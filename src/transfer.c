@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -56,7 +55,7 @@ void wxm_transfer_options (lua_State *L, wxm_transfer *t, int opts, int allow_ma
 /* {====== callbacks ====== */
 
 int wxm_body_add (wxm_transfer *t, const char *p, size_t n) {
-  if (n > t->max_body - t->s->body.len) {
+  if (!wxm_body_fits(t->s->body.len, n, t->max_body)) {
     t->over_cap = 1;
     return 0;
   }
@@ -76,24 +75,13 @@ static size_t write_cb (char *p, size_t size, size_t nmemb, void *ud) {
 
 /* Keeps the final response's Content-Disposition (WeChat spells it "Content-disposition"). */
 static size_t header_cb (char *p, size_t size, size_t nmemb, void *ud) {
-  static const char name[] = "content-disposition:";
   wxm_transfer *t = (wxm_transfer *)ud;
   size_t n = size * nmemb;
-  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {       /* a new response (100, a redirect, the final) */
+  if (wxm_header_starts_response(p, n)) {       /* a new response (100, a redirect, the final) */
     t->has_cd = 0;
     t->cd[0] = '\0';
   }
-  else if (n >= sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
-    size_t i = sizeof name - 1, len;
-    while (i < n && (p[i] == ' ' || p[i] == '\t')) i++;
-    len = n - i;
-    while (len > 0 && (p[i + len - 1] == '\r' || p[i + len - 1] == '\n' || p[i + len - 1] == ' '))
-      len--;
-    if (len >= sizeof t->cd) len = sizeof t->cd - 1;
-    memcpy(t->cd, p + i, len);
-    t->cd[len] = '\0';
-    t->has_cd = 1;
-  }
+  else if (wxm_header_cd(p, n, t->cd, sizeof t->cd)) t->has_cd = 1;
   return n;
 }
 
