@@ -222,6 +222,22 @@ describe("wxmedia.core media", function()
       assert.equal(helper.read(helper.fixture("image.jpg")), helper.read(dest))
     end)
 
+    it("runs in the coroutine that made the call", function()
+      local id = upload("image", helper.fixture("image.jpg"))
+      local seen = {}
+      local function fetch_in_coroutine()
+        local co = coroutine.running()
+        assert(s:get(token, id, dir .. "/c.jpg", { progress = function()
+          seen[#seen + 1] = coroutine.running() == co
+        end }))
+        return co
+      end
+      local co = coroutine.create(fetch_in_coroutine)
+      assert.is_true((coroutine.resume(co)))
+      assert.is_true(#seen > 0)
+      for _, same in ipairs(seen) do assert.is_true(same) end
+    end)
+
     it("runs at most about ten times a second", function()
       local id = upload("image", helper.fixture("image.jpg"))
       emu:fault{ route = "get", kind = "drip", rate = 1500 }     -- about 1.3 s for 1980 bytes

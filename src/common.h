@@ -83,7 +83,7 @@ typedef struct wxm_transfer {
 void wxm_transfer_init (wxm_transfer *t, lua_State *L, wxm_session *s);
 int wxm_table_arg (lua_State *L, int arg);
 void wxm_transfer_options (lua_State *L, wxm_transfer *t, int opts, int allow_max_body);
-CURLcode wxm_perform (wxm_transfer *t);
+CURLcode wxm_perform (lua_State *L, wxm_transfer *t);
 void wxm_transfer_end (wxm_transfer *t);
 int wxm_push_failure (lua_State *L, wxm_transfer *t, CURLcode rc);
 int wxm_push_body_result (lua_State *L, wxm_transfer *t);

@@ -206,7 +206,7 @@ static int download (lua_State *L, wxm_transfer *t, const char *path) {
   t->mode = WXM_UNDECIDED;
   rc = curl_easy_setopt(s->curl, CURLOPT_URL, s->body.data);
   if (rc == CURLE_OK) rc = curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
-  if (rc == CURLE_OK) rc = wxm_perform(t);
+  if (rc == CURLE_OK) rc = wxm_perform(L, t);
   return finish(L, t, rc);
 }
 

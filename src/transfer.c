@@ -124,7 +124,11 @@ static int xferinfo_cb (void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off
 
 /* }====== */
 
-CURLcode wxm_perform (wxm_transfer *t) {
+/*
+** Runs the call. L is the state (or coroutine) of this very call: the progress function runs in
+** it, so it is set right before curl_easy_perform, never kept from an earlier call.
+*/
+CURLcode wxm_perform (lua_State *L, wxm_transfer *t) {
   CURL *c = t->s->curl;
   CURLcode rc = CURLE_OK;
   t->s->errbuf[0] = '\0';
@@ -142,6 +146,7 @@ CURLcode wxm_perform (wxm_transfer *t) {
 #undef SET
   if (rc != CURLE_OK) return rc;
   t->s->busy = 1;
+  t->L = L;
   rc = curl_easy_perform(c);
   t->s->busy = 0;
   return rc;

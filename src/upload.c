@@ -71,7 +71,7 @@ int wxm_s_upload (lua_State *L) {
   }
   else if (rc == CURLE_OK) rc = CURLE_OUT_OF_MEMORY;
   if (rc == CURLE_OK) rc = curl_easy_setopt(s->curl, CURLOPT_MIMEPOST, s->mime);
-  if (rc == CURLE_OK) rc = wxm_perform(&t);
+  if (rc == CURLE_OK) rc = wxm_perform(L, &t);
   wxm_transfer_end(&t);
   if (rc != CURLE_OK) return wxm_push_failure(L, &t, rc);
   return wxm_push_body_result(L, &t);
