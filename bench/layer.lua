@@ -121,6 +121,25 @@ function M.run(ctx)
   ir_row("client:upload, instructions per call", client_ir,
     ("client - core = %.0fk instructions per call: %s"):format((client_ir - core_ir) / 1000,
       table.concat(parts, ", ")))
+  -- minor page faults per call (GNU time's %R, two runs, as above): a heap that glibc trims after
+  -- the Lua layer's garbage is collected and that grows again for the next transfer's buffers
+  local function faults(which, env)
+    local f = {}
+    for i, n in ipairs({ 20, 220 }) do
+      local file = lib.tmp .. "/faults.txt"
+      lib.must(("/usr/bin/time -f %%R -o %s %s >/dev/null 2>&1"):format(lib.q(file),
+        child(which)(n, env)), "page faults " .. which)
+      f[i] = lib.number_of(lib.read(file) or "", "page faults")
+    end
+    return (f[2] - f[1]) / 200
+  end
+  local pf_core, pf_client = faults("core", ""), faults("client", "")
+  local pf_notrim = faults("client", "env " .. require("uploads").NO_TRIM)
+  lib.row({ bench = "3", what = "client:upload, minor page faults per call", ref = "core",
+    unit = "faults/call",
+    values = { pf_client }, abs = ("core %.1f"):format(pf_core),
+    note = ("with glibc's heap trim off (GLIBC_TUNABLES=glibc.malloc.trim_threshold=64 MiB): %.1f per call")
+      :format(pf_notrim) })
   lib.log("3. callgrind: c_loop %.0f, core %.0f, client %.0f instructions per upload", cloop_ir, core_ir,
     client_ir)
 end
