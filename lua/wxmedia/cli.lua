@@ -87,7 +87,7 @@ OPTIONS
     --retries N          retries after a network failure, HTTP 5xx/429 or
                          a busy server (default 3)
     --timeout SECONDS    give up on a transfer after this long
-    -o, --output FILE    get: write to FILE (replacing it)
+    -o, --output FILE    get: write to FILE (replacing it); - for stdout
     --json               print one JSON object per line, for scripts; a
                          failed item gives {"file" or "media_id", "error":
                          {"message", "kind", "errcode"}}
@@ -130,6 +130,7 @@ EXAMPLES
     read -rs WECHAT_APPSECRET && export WECHAT_APPSECRET
     id=$(wxmedia upload image photo.jpg)
     wxmedia get "$id" -o copy.jpg
+    wxmedia get "$id" -o - | identify -
     wxmedia --json upload voice a.amr b.mp3 | jq -r .media_id
     read -r id how < <(wxmedia upload --reuse image welcome.jpg)
     curl "https://api.weixin.qq.com/cgi-bin/...?access_token=$(wxmedia token)"
@@ -196,6 +197,7 @@ function _M.parse(argv)
   if opts.reuse and opts.command ~= "upload" then return nil, "option --reuse is for upload only" end
   if opts.store == "" then return nil, "option --store needs a file name" end
   if opts.output == "" then return nil, "option -o needs a file name" end
+  if opts.output == "-" and opts.json then return nil, "-o - writes the medium to stdout: no --json" end
 
   if opts.retries then
     local r = tonumber(opts.retries)
@@ -458,8 +460,36 @@ local function exists(path)
   return f ~= nil
 end
 
+-- -o -: the bytes go to stdout, for pipes. They pass through a private temp file first, so that an
+-- error, or JSON in place of the medium, never reaches stdout half-written.
+function Run:get_to_stdout(media_id)
+  local tmpfile = os.tmpname()
+  self.ui.start(media_id)
+  local got, err, details = self.client:get(media_id, tmpfile)
+  self.ui.finish()
+  local f
+  if got then
+    f, err = io.open(tmpfile, "rb")
+    details = { kind = "io" }
+  end
+  if not f then
+    os.remove(tmpfile)
+    return self:fail(media_id, err, details)
+  end
+  while true do
+    local chunk = f:read(65536)
+    if not chunk then break end
+    self.stdout:write(chunk)
+  end
+  f:close()
+  os.remove(tmpfile)
+  self.stdout:flush()
+  return _M.EXIT.ok
+end
+
 function Run:get()
   local media_id, output = self.opts.args[1], self.opts.output
+  if output == "-" then return self:get_to_stdout(media_id) end
   -- Without -o the name is known only once WeChat answers: download beside it, then rename.
   local target = output or string.format(".wxmedia-%s-%d.part",
     _M.safe_filename(media_id) or "media", math.random(1e9))
