@@ -77,6 +77,11 @@ end
 function handlers.fault()
   local spec, sent = body()
   if sent then return end
+  -- {"clear": true} drops every queued fault (and nothing else, unlike reset)
+  if type(spec) == "table" and spec.clear == true then
+    faults.clear()
+    return ok { queued = 0 }
+  end
   local f, count, route = faults.check(spec)
   if not f then return bad(count) end
   local queued, err = faults.queue(route, f, count)

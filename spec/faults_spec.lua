@@ -1,0 +1,198 @@
+-- The fault suite: every fault the emulator can make, on every operation (upload, get, a video's
+-- get, the token fetch), RUNS times each with seeded random counts, delays and rates. Each run:
+-- no crash, no hang past the timeouts, the right kind (or success after retries when the fault is
+-- retryable and fewer faults than attempts), the emulator saw exactly the attempts reported, no
+-- temp file left, an existing destination byte-identical with its mtime, and the next call works.
+-- Replay a run with WXMEDIA_FAULT_SEED=<the seed printed>. Then disk faults, and retry discipline
+-- around tokens. #once: this is the C core and the Lua policy on loopback, the same code on both
+-- interpreters (core_faults_spec and retry_spec run on both), and LuaJIT would double its minute.
+local helper = require "helper"
+local wxmedia = require "wxmedia"
+local store = require "wxmedia.store"
+local core = require "wxmedia.core"
+
+local RUNS = 20
+local RETRIES = 2
+local TIMEOUT = 0.25        -- seconds, the whole transfer (libcurl's CURLOPT_TIMEOUT_MS)
+
+-- A tiny Park-Miller generator: the same numbers on Lua 5.4 and LuaJIT, and untouched by the
+-- client's own math.random (its backoff jitter), so that a seed replays the same faults.
+local seed = tonumber(os.getenv("WXMEDIA_FAULT_SEED") or "") or (os.time() % 2147483646 + 1)
+local state = seed
+local function rand(lo, hi)
+  state = state * 16807 % 2147483647
+  return lo + state % (hi - lo + 1)
+end
+local function pick(list) return list[rand(1, #list)] end
+
+describe("fault suite #once", function()
+  local emu, dir
+  local messages = {}   -- every failure message, searched for secrets at the end
+
+  setup(function()
+    print(("\nfaults_spec: WXMEDIA_FAULT_SEED=%d (set it to replay these runs)"):format(seed))
+    emu = helper.start_emulator()
+    dir = helper.tmpdir()
+  end)
+  teardown(function()
+    if emu then emu:stop() end
+    helper.rmtree(dir)
+  end)
+
+  local function client(extra)
+    local opts = {
+      appid = helper.APPID, secret = helper.SECRET, base_url = emu.base_url, retries = RETRIES,
+      timeout = TIMEOUT, connect_timeout = 2, token_store = store.memory(),
+      sleep = function() end,          -- backoff never waits
+    }
+    for k, v in pairs(extra or {}) do opts[k] = v end
+    return assert(wxmedia.new(opts))
+  end
+
+  -- The operations: prepare() makes what the call needs; call() runs it with per-call opts.
+  local OPS = {
+    upload = { route = "upload", fixture = "image.jpg",
+      call = function(c, _, opts) return c:upload("image", helper.fixture("image.jpg"), opts) end },
+    get = { route = "get", fixture = "image.jpg", media = "image",
+      call = function(c, p, opts) return c:get(p.media_id, p.dest, opts) end },
+    video = { route = "video", fixture = "video.mp4", media = "video",
+      call = function(c, p, opts) return c:get(p.media_id, p.dest, opts) end },
+    token = { route = "stable_token",
+      call = function(c, _, opts) return c:token(opts and opts.force) end },
+  }
+
+  -- A clean emulator, the client's token (unless the token fetch is under test), the medium to get,
+  -- and an existing destination that a failure must leave alone.
+  local function prepare(op, c, opname)
+    emu:reset()
+    local p = { dest = dir .. "/dest.bin" }
+    if opname ~= "token" then assert(c:token()) end
+    if op.media then
+      p.media_id = assert(c:upload(op.media, helper.fixture(op.fixture))).media_id
+    end
+    helper.write(p.dest, "previous content")
+    p.mtime = helper.mtime(p.dest)
+    return p
+  end
+
+  -- Waits until the emulator has logged `n` attempts on `route`, and returns the route's entries.
+  -- A delayed request is logged when it ends, after the client gave up on it.
+  local attempts_seen
+  local function settled(route, n)
+    local entries
+    for _ = 1, 100 do
+      entries = emu:requests(route)
+      if attempts_seen(entries) >= n then break end
+      os.execute("sleep 0.05")
+    end
+    return entries
+  end
+
+  -- The attempts the emulator saw: its entries, less libcurl's own re-sends. libcurl re-sends a
+  -- request once, on a new connection, when a reused keep-alive connection is dropped before any
+  -- answer (reset_request on the 2nd+ request of a connection); that is not a retry of ours.
+  function attempts_seen(entries)
+    local n = 0
+    for _, e in ipairs(entries) do
+      if not (e.fault == "reset_request" and e.connection_requests > 1) then n = n + 1 end
+    end
+    return n
+  end
+
+  -- A fault with seeded random parameters; returns the spec and whether a retry can pass it.
+  local function random_fault(kind)
+    local f = { kind = kind, count = rand(1, RETRIES + 1) }
+    if kind == "status" then
+      f.status = pick { 429, 500, 502, 503, 504 }
+      f.body = pick { "empty", "html" }
+    elseif kind == "errcode" then
+      f.errcode = pick { -1, 45011, 45009 }      -- busy and per-minute pass later; the daily quota not
+    elseif kind == "delay" then
+      f.seconds = rand(0, 100) / 200            -- 0 to 0.5 s against a 0.25 s timeout
+    elseif kind == "drip" then
+      f.rate = rand(20, 400) * 25              -- 500 B/s to 10 KB/s: some finish in time, some not
+    end
+    return f
+  end
+
+  local KINDS = { "status", "errcode", "delay", "drip", "reset_request", "reset_response", "truncate" }
+
+  -- The kind a failure must have under fault f on operation op, and whether a retry may pass it.
+  local function expected(opname, f)
+    if f.kind == "status" then return "http", true end
+    if f.kind == "errcode" then
+      -- a CDN's JSON is "not the video", whatever it says; WeChat's codes are its own
+      if opname == "video" then return "api", false end
+      if f.errcode == 45009 then return opname == "token" and "token" or "api", false end
+      return "api", true
+    end
+    if f.kind == "delay" or f.kind == "drip" then return "timeout", true end
+    return "transfer", true
+  end
+
+  local function check_run(opname, op, f)
+    local retried = 0
+    local c = client({ on_retry = function() retried = retried + 1 end })
+    local p = prepare(op, c, opname)
+    emu:fault({ route = op.route, kind = f.kind, count = f.count, status = f.status, body = f.body,
+      errcode = f.errcode, seconds = f.seconds, rate = f.rate })
+    local t0 = core.now()
+    local res, err, details = op.call(c, p)
+    local elapsed = core.now() - t0
+    local attempts = retried + 1
+    local what = ("%s under %s (count %d, seed %d)"):format(opname, f.kind, f.count, seed)
+    -- no hang: every attempt ends by its timeout (plus a generous margin for a loaded machine)
+    assert.is_true(elapsed < (RETRIES + 1) * (TIMEOUT + 2), what .. ": took " .. elapsed .. " s")
+    local kind, retryable = expected(opname, f)
+    if res then
+      -- passed: after retries the fault allowed, never with more faults than attempts
+      assert.is_true(retryable, what .. ": a non-retryable fault passed")
+      assert.is_true(attempts <= RETRIES + 1)
+      if f.kind == "reset_request" then
+        assert.is_true(attempts <= f.count + 1, what)   -- libcurl's own re-send may eat a fault
+      elseif f.kind ~= "delay" and f.kind ~= "drip" then
+        assert.equal(f.count + 1, attempts, what)
+      end
+      if op.media then
+        assert.equal(helper.read(helper.fixture(op.fixture)), helper.read(p.dest), what)
+      end
+    else
+      messages[#messages + 1] = err
+      assert.equal(kind, details.kind, what .. ": " .. tostring(err))
+      assert.equal(attempts, details.attempts, what)
+      if retryable then
+        if f.kind ~= "delay" and f.kind ~= "drip" then assert.equal(RETRIES + 1, attempts, what) end
+      else
+        assert.equal(1, attempts, what)
+      end
+      if op.media then
+        assert.equal("previous content", helper.read(p.dest), what)
+        assert.equal(p.mtime, helper.mtime(p.dest), what)
+      end
+    end
+    -- the emulator saw exactly the attempts the client reports
+    assert.equal(attempts, attempts_seen(settled(op.route, attempts)), what)
+    assert.same({ "dest.bin" }, helper.ls(dir), what .. ": a temp file was left")
+    -- what is left of the fault's queue is cleared; then the same client works again
+    emu:fault({ clear = true })
+    local again, aerr = op.call(c, p, op.route == "stable_token" and { force = true } or nil)
+    assert.is_truthy(again, what .. ": the call after the fault failed: " .. tostring(aerr))
+    if op.media then assert.equal(helper.read(helper.fixture(op.fixture)), helper.read(p.dest)) end
+  end
+
+  for _, opname in ipairs { "upload", "get", "video", "token" } do
+    for _, fkind in ipairs(KINDS) do
+      it(("%s under %s, %d seeded runs"):format(opname, fkind, RUNS), function()
+        for _ = 1, RUNS do check_run(opname, OPS[opname], random_fault(fkind)) end
+      end)
+    end
+  end
+
+  it("no failure message holds a token or the secret", function()
+    assert.is_true(#messages > 0)
+    for _, m in ipairs(messages) do
+      assert.is_nil(m:find(helper.SECRET, 1, true), m)
+      assert.is_nil(m:find("86_", 1, true), m)
+    end
+  end)
+end)
