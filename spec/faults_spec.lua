@@ -188,6 +188,130 @@ describe("fault suite #once", function()
     end
   end
 
+  describe("disk faults on get", function()
+    local c, media_id, mnt
+    before_each(function()
+      emu:reset()
+      c = client({ timeout = 20 })
+      media_id = assert(c:upload("image", helper.fixture("image.jpg"))).media_id
+      mnt = dir .. "/mnt"
+      helper.sh("mkdir -p " .. helper.shell_quote(mnt))
+    end)
+    after_each(function()
+      local m = helper.shell_quote(mnt)
+      helper.sh("umount " .. m .. " 2>/dev/null; chattr -R -i " .. m .. " 2>/dev/null")
+    end)
+
+    local function untouched_after_failure(folder, kind)
+      local dest = folder .. "/dest.jpg"
+      local before, mtime = helper.read(dest), helper.mtime(dest)
+      local names = helper.ls(folder)
+      local res, err, details = c:get(media_id, dest)
+      assert.is_nil(res)
+      messages[#messages + 1] = err
+      assert.equal(kind, details.kind, err)
+      assert.equal(1, details.attempts)             -- the disk does not heal by waiting
+      assert.equal(before, helper.read(dest))
+      assert.equal(mtime, helper.mtime(dest))
+      assert.same(names, helper.ls(folder))
+    end
+
+    -- Root ignores permissions: a read-only bind mount, else the immutable attribute.
+    it("destination folder read-only", function()
+      helper.write(mnt .. "/dest.jpg", "previous content")
+      local m = helper.shell_quote(mnt)
+      local _, ok = helper.sh("mount --bind " .. m .. " " .. m .. " 2>/dev/null && mount -o remount,bind,ro "
+        .. m .. " " .. m .. " 2>/dev/null")
+      if not ok then
+        helper.sh("umount " .. m .. " 2>/dev/null")
+        _, ok = helper.sh("chattr +i " .. m .. " 2>/dev/null")
+      end
+      assert.is_true(ok, "neither a read-only bind mount nor chattr +i is permitted here")
+      untouched_after_failure(mnt, "io")
+    end)
+
+    -- A 64 KiB tmpfs filled up but for a few bytes.
+    it("disk full", function()
+      local m = helper.shell_quote(mnt)
+      local _, ok = helper.sh("mount -t tmpfs -o size=64k tmpfs " .. m .. " 2>/dev/null")
+      assert.is_true(ok, "mount -t tmpfs is not permitted here")
+      helper.write(mnt .. "/dest.jpg", "previous content")
+      helper.sh("dd if=/dev/zero of=" .. m .. "/filler bs=1k count=100 2>/dev/null")
+      untouched_after_failure(mnt, "io")
+    end)
+
+    it("destination is a directory", function()
+      local dest = dir .. "/a-directory"
+      helper.sh("mkdir -p " .. helper.shell_quote(dest))
+      local res, err, details = c:get(media_id, dest)
+      assert.is_nil(res)
+      assert.equal("io", details.kind, err)
+      assert.same({}, helper.ls(dest))
+    end)
+  end)
+
+  describe("retry discipline around tokens", function()
+    before_each(function() emu:reset() end)
+
+    it("a permanent fault: exactly 1 + retries requests", function()
+      for _, retries in ipairs { 0, 1, 4 } do
+        emu:reset()
+        local c = client({ retries = retries, timeout = 20 })
+        assert(c:token())
+        emu:fault{ route = "upload", kind = "status", status = 503, count = 100 }
+        local _, _, details = c:upload("image", helper.fixture("image.jpg"))
+        assert.equal(1 + retries, details.attempts)
+        assert.equal(1 + retries, #emu:requests("upload"))
+        emu:fault{ clear = true }
+      end
+    end)
+
+    it("one token request per rejected token", function()
+      for _, code in ipairs { 40001, 40014, 42001 } do
+        emu:reset()
+        local c = client({ timeout = 20 })
+        assert(c:token())
+        emu:fault{ route = "upload", kind = "errcode", errcode = code, count = 1 }
+        assert(c:upload("image", helper.fixture("image.jpg")))
+        assert.equal(2, #emu:requests("stable_token"))     -- the first, and one for the rejection
+        assert.equal(2, #emu:requests("upload"))
+      end
+    end)
+
+    -- 120 uploads over two minutes, every one refused with 40001. On the emulator's clock and the
+    -- client's injected now, both moving 1 s per call: force_refresh (WeChat allows 20 a day, 30 s
+    -- apart) at most once per 30 s, never refused by the emulator's 30 s rule (45009), and at most
+    -- two token requests per refused call (the refresh, and the fetch of the next call).
+    it("a storm of 40001 burns at most one force_refresh per 30 s", function()
+      local t = 1e9
+      local c = client({ timeout = 20, retries = 0, now = function() return t end })
+      local forced, fetched = {}, 0
+      local fetch = c.tokens.fetch
+      c.tokens.fetch = function(self, force)
+        fetched = fetched + 1
+        if force then forced[#forced + 1] = t end
+        return fetch(self, force)
+      end
+      emu:fault{ route = "upload", kind = "errcode", errcode = 40001, count = 300 }
+      local calls = 120
+      for _ = 1, calls do
+        local _, err, details = c:upload("image", helper.fixture("image.jpg"))
+        assert.equal("token", details.kind, err)
+        messages[#messages + 1] = err
+        t = t + 1
+        emu:clock(1)
+      end
+      emu:fault{ clear = true }
+      assert.is_true(#forced >= 1 and #forced <= calls / 30 + 1, "force_refresh: " .. #forced)
+      for i = 2, #forced do assert.is_true(forced[i] - forced[i - 1] >= 30) end
+      local requests = emu:requests("stable_token")
+      assert.equal(fetched, #requests)
+      assert.is_true(#requests <= 2 * calls, "token requests: " .. #requests)
+      for _, e in ipairs(requests) do assert.are_not.equal(45009, e.errcode) end
+      assert.is_true(#emu:requests("upload") <= 2 * calls)   -- each call: the upload, one replay at most
+    end)
+  end)
+
   it("no failure message holds a token or the secret", function()
     assert.is_true(#messages > 0)
     for _, m in ipairs(messages) do
