@@ -17,6 +17,7 @@
 #define WXMEDIA_LOCK      "wxmedia.lock"
 #define WXMEDIA_BASE_URL  "https://api.weixin.qq.com"
 #define WXMEDIA_MAX_BODY  ((size_t)1 << 20)      /* cap for bodies kept in memory: 1 MiB */
+#define WXMEDIA_RECV_BUFFER (100L * 1024)       /* libcurl receive buffer of downloads */
 
 #if defined(__GNUC__)
 #define WXM_PRINTF(f, a) __attribute__((format(printf, f, a)))

@@ -119,7 +119,7 @@ static CURLcode apply_options (lua_State *L, int idx, wxm_session *s) {
   SET(CURLOPT_USERAGENT, ua);
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
   /* larger reads than libcurl's 16 KiB default, as the curl command uses: fewer write calls */
-  SET(CURLOPT_BUFFERSIZE, 100L * 1024);
+  SET(CURLOPT_BUFFERSIZE, WXMEDIA_RECV_BUFFER);
   SET(CURLOPT_ERRORBUFFER, s->errbuf);
   /* only HTTP(S), also across redirects (fetch follows a CDN's) */
 #if LIBCURL_VERSION_NUM >= 0x075500

@@ -71,7 +71,14 @@ int wxm_s_upload (lua_State *L) {
   }
   else if (rc == CURLE_OK) rc = CURLE_OUT_OF_MEMORY;
   if (rc == CURLE_OK) rc = curl_easy_setopt(s->curl, CURLOPT_MIMEPOST, s->mime);
+  /* The answer is a few hundred bytes of JSON: libcurl's default receive buffer, not the session's
+  ** 100 KiB one (set back after). That one, allocated and freed with every transfer, left enough
+  ** free at the top of the heap, with the Lua layer's garbage, for glibc to give it back to the
+  ** kernel and fault it in again at every upload: uploads in a loop ran at half speed
+  ** (BENCHMARKS.md). */
+  if (rc == CURLE_OK) rc = curl_easy_setopt(s->curl, CURLOPT_BUFFERSIZE, (long)CURL_MAX_WRITE_SIZE);
   if (rc == CURLE_OK) rc = wxm_perform(L, &t);
+  curl_easy_setopt(s->curl, CURLOPT_BUFFERSIZE, WXMEDIA_RECV_BUFFER);
   wxm_transfer_end(&t);
   if (rc != CURLE_OK) return wxm_push_failure(L, &t, rc);
   return wxm_push_body_result(L, &t);
