@@ -5,7 +5,7 @@
 --   lua5.4 bench/load.lua [pairs] [processes]          (from the repo root, after `make`)
 -- Prints one line per run and exits non-zero when a promise broke.
 -- Measured 2026-11-28 (shared 2-core machine, emulator with 2 workers, retries = 0):
---   Lua 5.4, one client: 9826 ok, 174 failed with a kind, 0 broken, RSS +156 kB after the first 100, 373 pairs/s
+--   Lua 5.4, one client: 9826 ok, 174 failed with a kind, 0 broken, RSS +156 kB after 100, 373 pairs/s
 --   Lua 5.4, 8 processes: 9787 ok, 213 failed with a kind, 0 broken, largest RSS growth +12 kB, 414 pairs/s
 --   LuaJIT, one client: 9826 ok, 174 failed, 0 broken, RSS +264 kB, 332 pairs/s
 --   LuaJIT, 8 processes: 9787 ok, 213 failed, 0 broken, largest RSS growth +152 kB, 393 pairs/s
