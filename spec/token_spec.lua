@@ -134,6 +134,22 @@ describe("wxmedia tokens", function()
     assert.are.equal(current, c.tokens:read().access_token)
   end)
 
+  it("reads a record another writer puts in the shared store at the next call", function()
+    local store = wxmedia.store.memory({ now = function() return clock end })
+    local c = client({ token_store = store })
+    local first = assert(note(c:token()))
+    assert.are.equal(first, note(c:token()))
+    -- another process refreshed the token: a new text under the same key
+    store:set(c.tokens.key, require("cjson").encode({ access_token = "86_written_elsewhere",
+      expires_at = clock + 7200, refresh_at = clock + 6900 }), 7200)
+    assert.are.equal("86_written_elsewhere", note(c:token()))
+    assert.are.equal(1, #emu:requests("stable_token"))
+    store:delete(c.tokens.key)
+    local fetched = assert(note(c:token()))
+    assert.are_not.equal("86_written_elsewhere", fetched)
+    assert.are.equal(2, #emu:requests("stable_token"))
+  end)
+
   it("a static token that wechat refuses gives kind token, once", function()
     local c = assert(wxmedia.new({ access_token = "86_not_a_live_token", base_url = emu.base_url,
       sleep = function() end }))

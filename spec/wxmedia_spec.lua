@@ -87,6 +87,17 @@ describe("wxmedia", function()
       assert.are.equal(1, #emu:requests("jssdk"))
     end)
 
+    it("takes fsync = false (no flush before the rename): a get still replaces the file whole", function()
+      local c = client({ fsync = false })
+      local res = assert(note(c:upload("image", helper.fixture("image.png"))))
+      local out = helper.write(dir .. "/nofsync.png", "previous content, longer than nothing")
+      local got = assert(note(c:get(res.media_id, out)))
+      assert.are.equal(out, got.path)
+      assert.are.equal(helper.read(helper.fixture("image.png")), helper.read(out))
+      assert.has_error(function() client({ fsync = "no" }) end,
+        "bad option 'fsync' to 'new' (boolean expected, got string)")
+    end)
+
     it("reports an unknown media_id with errcode 40007 and leaves the destination alone", function()
       local out = helper.write(dir .. "/keep.jpg", "previous content")
       local res, msg, details = note(client():get(("x"):rep(64), out))

@@ -43,7 +43,7 @@ local OPTION_TYPES = {
   connect_timeout = "number", low_speed_limit = "number", low_speed_time = "number", cainfo = "string",
   capath = "string", verify = "boolean", proxy = "string", user_agent = "string", progress = "function",
   on_retry = "function", limits = "table", sleep = "function", now = "function", lock_timeout = "number",
-  reuse_margin = "number",
+  reuse_margin = "number", fsync = "boolean",
 }
 
 -- opts: see the README. Returns the client, or nil, message, details (kind "input") when the
@@ -121,40 +121,59 @@ function _M._transport(self)
   local s, err = c.session({
     base_url = o.base_url or _M.DEFAULT_BASE_URL, timeout = o.timeout, connect_timeout = o.connect_timeout,
     low_speed_limit = o.low_speed_limit, low_speed_time = o.low_speed_time, cainfo = o.cainfo,
-    capath = o.capath, proxy = o.proxy, user_agent = o.user_agent, verify = o.verify,
+    capath = o.capath, proxy = o.proxy, user_agent = o.user_agent, verify = o.verify, fsync = o.fsync,
   })
   if not s then return errors.fail("input", "cannot create a session: " .. tostring(err)) end
   self.transport = s
   return s
 end
 
--- Options of one call: the call's own, else the client's.
-local function policy(self, opts)
+-- Options of one call: the call's own, else the client's. Also the options media.check takes.
+local function build_policy(self, opts)
   local o = self.opts
   local function pick(name)
     if opts and opts[name] ~= nil then return opts[name] end
     return o[name]
   end
-  return {
+  local c = load_core()
+  local p = {
     retries = pick("retries"), backoff = pick("backoff"), on_retry = pick("on_retry"),
     sleep = (opts and opts.sleep) or self.sleep, progress = pick("progress"), limits = pick("limits"),
     jssdk = opts and opts.jssdk,
   }
+  p.check = { limits = p.limits, stat = c and c.stat }
+  return p
+end
+
+-- A call without options runs with the client's: that policy is built once, on the first such call
+-- (most calls pass none, and building it is garbage for the collector at every call). Safe to keep:
+-- self.opts is the client's own copy, which nothing changes after new, and neither retry.run nor
+-- media.check writes into the tables they are given.
+local function policy(self, opts)
+  if opts then return build_policy(self, opts) end
+  local p = self.default_policy
+  if not p then
+    p = build_policy(self, nil)
+    self.default_policy = p
+  end
+  return p
 end
 
 -- Runs one exchange with a token; when WeChat refuses that token, gets a fresh one and replays
 -- once (the transport re-reads the file from its start). Never more: a second refusal is final.
-local function with_token(self, what, exchange)
+-- exchange(self, tok, a, b, c, d): the call's values are passed along rather than captured in
+-- closures, so that a call makes no closures (garbage at every upload otherwise).
+local function with_token(self, what, exchange, a, b, c, d)
   local tok, msg, details = self.tokens:get()
   if not tok then return nil, msg, details end
   local res
-  res, msg, details = exchange(tok)
+  res, msg, details = exchange(self, tok, a, b, c, d)
   if res or not (details and errors.is_token_errcode(details.errcode)) then return res, msg, details end
   local ok, rmsg, rdetails = self.tokens:rejected(tok, details.errcode, what)
   if not ok then return nil, rmsg, rdetails end
   tok, msg, details = self.tokens:get()
   if not tok then return nil, msg, details end
-  res, msg, details = exchange(tok)
+  res, msg, details = exchange(self, tok, a, b, c, d)
   if res or not (details and errors.is_token_errcode(details.errcode)) then return res, msg, details end
   return token.refused(self.tokens, what, details.errcode)
 end
@@ -183,27 +202,32 @@ local function upload_result(mtype, doc)
   return res
 end
 
+-- retry.run's attempt for every call: (attempt number, then what it passes along) -> with_token.
+local function attempt_with_token(_, self, what, exchange, a, b, c, d)
+  return with_token(self, what, exchange, a, b, c, d)
+end
+
+-- One upload with one token.
+local function upload_exchange(self, tok, mtype, path, send)
+  local t, terr, tdetails = self:_transport()
+  if not t then return nil, terr, tdetails end
+  local res, err, kind = t:upload(tok, mtype, path, send)
+  if not res then return errors.transport("upload", err, kind) end
+  local doc, m, d = decode_answer("upload", res)
+  if not doc then return nil, m, d end
+  return upload_result(mtype, doc)
+end
+
 -- syntax: res, err, details = client:upload(type, path [, opts])
 function _M.upload(self, mtype, path, opts)
   check_arg(1, "upload", mtype, "string")
   check_arg(2, "upload", path, "string")
   check_arg(3, "upload", opts, "table?")
   local p = policy(self, opts)
-  local c = load_core()
-  local info, msg, details = media.check(mtype, path, { limits = p.limits, stat = c and c.stat })
+  local info, msg, details = media.check(mtype, path, p.check)
   if not info then return nil, msg, details end
   local send = { filename = info.filename, content_type = info.content_type, progress = p.progress }
-  return retry.run(p, function()
-    return with_token(self, "upload", function(tok)
-      local t, terr, tdetails = self:_transport()
-      if not t then return nil, terr, tdetails end
-      local res, err, kind = t:upload(tok, mtype, path, send)
-      if not res then return errors.transport("upload", err, kind) end
-      local doc, m, d = decode_answer("upload", res)
-      if not doc then return nil, m, d end
-      return upload_result(mtype, doc)
-    end)
-  end)
+  return retry.run(p, attempt_with_token, self, "upload", upload_exchange, mtype, path, send)
 end
 
 -- A video's get answers {"video_url": ...}: download that URL (a CDN, no token) into path.
@@ -232,27 +256,28 @@ function _M.get(self, media_id, path, opts)
   return res, err, details
 end
 
+-- One get with one token.
+local function get_exchange(self, tok, media_id, path, args, p)
+  local t, terr, tdetails = self:_transport()
+  if not t then return nil, terr, tdetails end
+  local res, err, kind = t:get(tok, media_id, path, args)
+  if not res then return errors.transport("get", err, kind) end
+  if res.file then
+    return { path = res.path or path, size = res.size, content_type = res.content_type,
+      filename = res.filename }
+  end
+  local doc, m, d = decode_answer("get", res)
+  if not doc then return nil, m, d end
+  if type(doc.video_url) == "string" and doc.video_url ~= "" then
+    return follow_video(self, doc.video_url, path, p)
+  end
+  return errors.fail("api", "get: wechat answered json without the file", { status = res.status })
+end
+
 function _M._get(self, media_id, path, opts)
   local p = policy(self, opts)
   local args = { jssdk = p.jssdk or nil, progress = p.progress }
-  return retry.run(p, function()
-    return with_token(self, "get", function(tok)
-      local t, terr, tdetails = self:_transport()
-      if not t then return nil, terr, tdetails end
-      local res, err, kind = t:get(tok, media_id, path, args)
-      if not res then return errors.transport("get", err, kind) end
-      if res.file then
-        return { path = res.path or path, size = res.size, content_type = res.content_type,
-          filename = res.filename }
-      end
-      local doc, m, d = decode_answer("get", res)
-      if not doc then return nil, m, d end
-      if type(doc.video_url) == "string" and doc.video_url ~= "" then
-        return follow_video(self, doc.video_url, path, p)
-      end
-      return errors.fail("api", "get: wechat answered json without the file", { status = res.status })
-    end)
-  end)
+  return retry.run(p, attempt_with_token, self, "get", get_exchange, media_id, path, args, p)
 end
 
 -- syntax: res, err, details = client:media_id(type, path [, opts])

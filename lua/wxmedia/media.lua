@@ -54,8 +54,13 @@ function _M.sniff(head)
   return nil
 end
 
+-- The last component of a path, trailing slashes ignored ("a/b/" -> "b", "/" -> ""). Both
+-- patterns are anchored: an unanchored one such as "([^/]*)/*$" is tried again at every position
+-- of the path, which cost 40k instructions for a path of 45 bytes at every upload.
+local SLASH = byte("/")
 function _M.basename(path)
-  return (path:match("([^/]*)/*$"))
+  if byte(path, -1) == SLASH then path = path:match("^(.-)/*$") end
+  return path:match("^.*/(.*)$") or path
 end
 
 -- The filename to send: the file's own name when it is printable ASCII (no quote or backslash) and

@@ -20,13 +20,14 @@ end
 -- Calls attempt() until it succeeds, fails for good, or `retries` retries were made.
 -- policy: { retries =, backoff =, sleep = function(s), on_retry = function(attempt, msg, details, delay),
 -- random = function() -> [0,1) }. attempt() returns a result, or nil, message, details (details.retryable).
--- The final failure's details.attempts says how many attempts were made.
-function _M.run(policy, attempt)
+-- The final failure's details.attempts says how many attempts were made. Arguments after attempt
+-- are passed to it after n, so that a caller needs no closure per call.
+function _M.run(policy, attempt, ...)
   local retries = policy.retries or _M.DEFAULT_RETRIES
   local n = 0
   while true do
     n = n + 1
-    local res, message, details = attempt(n)
+    local res, message, details = attempt(n, ...)
     if res ~= nil then return res end
     if type(details) == "table" then details.attempts = n end
     if not (type(details) == "table" and details.retryable) or n > retries then

@@ -74,8 +74,21 @@ local function decode_record(text)
   return nil
 end
 
+-- The store's record, decoded. The last decoded record is kept with the text it came from, so a
+-- call that finds the same text (nearly every one) costs a string compare instead of a JSON decode.
+-- Safe: a record is never changed in place (save() writes a new text, and nothing writes into a
+-- decoded record), so the same text means the same record; when another process or client writes
+-- the store, its text differs and is decoded again. Kept outside the source's fields (weak keys: it
+-- goes with the source), so that printing or serialising a source still shows no token.
+local last_read = setmetatable({}, { __mode = "k" })
+
 function _M.read(self)
-  return decode_record(self.store:get(self.key))
+  local text = self.store:get(self.key)
+  local last = last_read[self]
+  if last and text ~= nil and text == last.text then return last.record end
+  local rec = decode_record(text)
+  last_read[self] = { text = text, record = rec }
+  return rec
 end
 
 -- A record is used until refresh_at (300 s before expiry; half its life for a short-lived token).
