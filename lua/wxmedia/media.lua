@@ -98,7 +98,7 @@ local function type_names()
   return concat(names, ", ")
 end
 
--- Checks a file before anything is sent. opts: { limits = {type = bytes}, stat = function(path) }.
+-- Checks a file before anything is sent. opts: { limits = {type = bytes}, stat = function(path, n) }.
 -- Returns { type, format, filename, content_type, size } or nil, message, details (kind "input").
 function _M.check(mtype, path, opts)
   opts = opts or {}
@@ -107,7 +107,9 @@ function _M.check(mtype, path, opts)
     return errors.input(format("upload: unknown media type '%s' (expected one of %s)",
       tostring(mtype), type_names()))
   end
-  local st, serr = (opts.stat or io_stat)(path)
+  -- The C core's stat also returns the first SNIFF_BYTES bytes (head); other stat functions ignore
+  -- the second argument, and then the file is read here.
+  local st, serr = (opts.stat or io_stat)(path, _M.SNIFF_BYTES)
   if not st then
     return errors.input(format("upload: cannot use '%s': %s", path, tostring(serr)))
   end
@@ -123,9 +125,13 @@ function _M.check(mtype, path, opts)
     return errors.input(format("upload: '%s' is %d bytes, over the %d-byte limit for %s",
       path, st.size, limit, mtype))
   end
-  local f, oerr = io_open(path, "rb")
-  local head = f and f:read(_M.SNIFF_BYTES)
-  if f then f:close() end
+  local head, oerr = st.head, nil
+  if type(head) ~= "string" then
+    local f
+    f, oerr = io_open(path, "rb")
+    head = f and f:read(_M.SNIFF_BYTES)
+    if f then f:close() end
+  end
   if not head then
     return errors.input(format("upload: cannot read '%s': %s", path, tostring(oerr or "read failed")))
   end
