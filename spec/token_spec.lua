@@ -95,24 +95,30 @@ describe("wxmedia tokens", function()
     assert.are.equal(40001, body.errcode)
   end)
 
-  it("stable: force_refresh at most once per 30 s; a second refusal within it gives kind token", function()
-    local c = client()
-    assert(note(c:token()))
-    emu:fault({ route = "upload", kind = "errcode", errcode = 40001 })
-    assert(note(c:upload("image", image)))
-    clock = clock + 10
-    emu:fault({ route = "upload", kind = "errcode", errcode = 40001 })
-    local res, msg, details = note(c:upload("image", image))
-    assert.is_nil(res)
-    assert.are.equal("token", details.kind)
-    assert.matches("less than 30 s ago", msg)
-    assert.are.equal(3, #emu:requests("upload"))
-    assert.are.equal(3, #emu:requests("stable_token"))   -- first, forced, and the plain one that told
-    clock = clock + 30
-    emu:clock(31)                                        -- wechat's own 30 s, on its clock
-    emu:fault({ route = "upload", kind = "errcode", errcode = 40001 })
-    assert(note(c:upload("image", image)))
-  end)
+  for _, api in ipairs({ "stable", "classic" }) do
+    it(api .. ": a refused token is replaced at most once per 30 s; a refusal within it gives kind token",
+      function()
+      local c = client({ token_api = api })
+      local route = api == "stable" and "stable_token" or "token"
+      assert(note(c:token()))
+      emu:fault({ route = "upload", kind = "errcode", errcode = 40001 })
+      assert(note(c:upload("image", image)))
+      clock = clock + 10
+      emu:fault({ route = "upload", kind = "errcode", errcode = 40001 })
+      local res, msg, details = note(c:upload("image", image))
+      assert.is_nil(res)
+      assert.are.equal("token", details.kind)
+      assert.are.equal(40001, details.errcode)
+      assert.matches("less than 30 s ago", msg)
+      assert.are.equal(3, #emu:requests("upload"))
+      assert.are.equal(2, #emu:requests(route))   -- the first and the one refresh: no request within 30 s
+      clock = clock + 30
+      emu:clock(31)                               -- wechat's own 30 s, on its clock
+      emu:fault({ route = "upload", kind = "errcode", errcode = 40001 })
+      assert(note(c:upload("image", image)))
+      assert.are.equal(3, #emu:requests(route))
+    end)
+  end
 
   it("never loops: a token refused again after the refresh ends the call", function()
     local c = client()

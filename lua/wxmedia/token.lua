@@ -15,7 +15,8 @@ local _M = {}
 local mt = { __index = _M }
 
 _M.EARLY = 300          -- refresh this many seconds before expiry
-_M.FORCE_INTERVAL = 30  -- WeChat allows one force_refresh of the stable token per 30 s
+-- a refused token is replaced at most once per 30 s (stable: WeChat's own force_refresh rule)
+_M.REFRESH_INTERVAL = 30
 _M.LOCK_TIMEOUT = 10
 
 -- One process-wide memory store, so that every client of one account in a process shares a token.
@@ -205,8 +206,12 @@ _M.refused = refused
 
 -- WeChat refused `failed` (errcode 40001, 40014, 42001 or 41001). Makes a fresh token available
 -- for one replay: returns true, or nil, message, details (kind "token" for read-only sources).
--- The store's token is dropped only if it is still the one that failed: another process may have
--- replaced it already, and that newer token must survive.
+-- The store's token is replaced only if it is still the one that failed: another process may have
+-- replaced it already, and that newer token must survive. A refused token is replaced at most once
+-- per REFRESH_INTERVAL for the whole store: a storm of refusals (a token WeChat keeps refusing,
+-- servers fighting over classic tokens) then costs one token request per 30 s, not one per call,
+-- and cannot burn the daily quota. For the stable token the refresh is a force_refresh, which
+-- WeChat allows once per 30 s anyway.
 function _M.rejected(self, failed, code, what)
   what = what or "token"
   if not self.refreshable then
@@ -219,27 +224,25 @@ function _M.rejected(self, failed, code, what)
     unlock(l)
     return true
   end
-  if rec then self.store:delete(self.key) end
-  local force = false
-  if self.mode == "stable" then
-    -- WeChat refused the stable token it hands out now: only force_refresh replaces it, and WeChat
-    -- allows that once per 30 s (20 a day).
-    local now = self.now()
-    local last = tonumber(self.store:get(self.key .. ":forced")) or self.last_forced
-    if not last or now - last >= _M.FORCE_INTERVAL then
-      force = true
-      self.last_forced = now
-      self.store:set(self.key .. ":forced", tostring(now), _M.FORCE_INTERVAL)
-    end
-  end
-  local new, msg, details = self:fetch(force)
-  if new and new.access_token == failed then
+  local now = self.now()
+  local marker = self.key .. ":refreshed"
+  -- the time is the value, so that a store that ignores ttls still keeps the rule
+  local last = tonumber(self.store:get(marker)) or self.last_refresh
+  if last and now - last < _M.REFRESH_INTERVAL then
     unlock(l)
     code = errors.integer(code)
-    return errors.fail("token", format("%s: wechat refused the stable access_token (errcode %s) and it was "
-      .. "force-refreshed less than %d s ago", what, tostring(code), _M.FORCE_INTERVAL), { errcode = code })
+    return errors.fail("token", format("%s: wechat refused the access_token (errcode %s), which was "
+      .. "refreshed less than %d s ago; it is not refreshed again sooner", what, tostring(code),
+      _M.REFRESH_INTERVAL), { errcode = code })
   end
-  if new then save(self, new) end
+  self.last_refresh = now
+  self.store:set(marker, tostring(now), _M.REFRESH_INTERVAL)
+  local new, msg, details = self:fetch(self.mode == "stable")
+  if new then
+    save(self, new)
+  elseif rec then
+    self.store:delete(self.key)  -- the next call fetches anew rather than send a refused token
+  end
   unlock(l)
   if not new then return nil, msg, details end
   return true
