@@ -28,7 +28,7 @@ local TRANSFERS = { "upload", "get", "fetch", "request" }
 -- The options of `new` that configure the C core's session (the ones wxmedia.client gives it);
 -- they cross into the worker thread.
 local SESSION_KEYS = { "base_url", "timeout", "connect_timeout", "low_speed_limit", "low_speed_time",
-  "cainfo", "capath", "proxy", "user_agent", "verify" }
+  "cainfo", "capath", "proxy", "user_agent", "verify", "fsync" }
 local DEFAULT_BASE_URL = "https://api.weixin.qq.com"
 
 -- ngx.run_worker_thread and ngx.sleep need a phase that can yield: the documented three, and timers.
