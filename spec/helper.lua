@@ -4,7 +4,7 @@ local cjson = require "cjson.safe"
 
 local helper = {}
 
--- The emulator's built-in accounts (see emulator/README section in the top README).
+-- The emulator's built-in accounts (see "Running the emulator" in README.md).
 helper.APPID, helper.SECRET = "wx1234567890abcdef", "0123456789abcdef0123456789abcdef"
 helper.APPID2, helper.SECRET2 = "wxfedcba0987654321", "fedcba9876543210fedcba9876543210"
 
