@@ -27,6 +27,7 @@ local function load_core()
   end
   return core
 end
+_M.load_core = load_core   -- for reuse.lua, which gets the client
 
 -- Raises like Lua's own argument checks: "bad argument #2 to 'upload' (string expected, got nil)".
 function _M.check_arg(n, fname, value, expected, level)

@@ -22,15 +22,6 @@ _M.DEFAULT_MARGIN = 6 * 3600     -- a media_id handed out stays valid at least t
 _M.LOCK_TIMEOUT = 60             -- waiting for another process's upload; beyond it we upload too
 _M.HASH_CACHE_MAX = 256
 
-local core_loaded, core
-local function load_core()
-  if core_loaded == nil then
-    core_loaded, core = pcall(require, "wxmedia.core")
-    if not core_loaded then core = nil end
-  end
-  return core
-end
-
 -- The store for a client's records: its media_store option (checked here, so that the message
 -- names the option), else the token store.
 function _M.store_for(opts, token_store)
@@ -130,7 +121,7 @@ function _M.media_id(client, mtype, path, opts)
     return errors.input("media_id: reusing media_ids needs the account's appid; give appid to "
       .. "wxmedia.new with access_token or token_provider")
   end
-  local c = load_core()
+  local c = client.load_core()
   if not c then return errors.fail("io", "media_id: the C core wxmedia.core cannot be loaded") end
   -- upload's checks first: a file that cannot be sent is neither hashed nor recorded
   local limits = opts.limits or client.opts.limits
