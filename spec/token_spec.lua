@@ -96,13 +96,15 @@ describe("wxmedia tokens", function()
   end)
 
   for _, api in ipairs({ "stable", "classic" }) do
-    it(api .. ": a refused token is replaced at most once per 30 s; a refusal within it gives kind token",
-      function()
+    local route = api == "stable" and "stable_token" or "token"
+
+    it(api .. ": a token that never worked is replaced at most once per 30 s", function()
       local c = client({ token_api = api })
-      local route = api == "stable" and "stable_token" or "token"
       assert(note(c:token()))
-      emu:fault({ route = "upload", kind = "errcode", errcode = 40001 })
-      assert(note(c:upload("image", image)))
+      -- the upload and its replay refused: the first token and its replacement never worked
+      emu:fault({ route = "upload", kind = "errcode", errcode = 40001, count = 2 })
+      assert.is_nil(note(c:upload("image", image)))
+      assert.are.equal(2, #emu:requests(route))
       clock = clock + 10
       emu:fault({ route = "upload", kind = "errcode", errcode = 40001 })
       local res, msg, details = note(c:upload("image", image))
@@ -111,12 +113,33 @@ describe("wxmedia tokens", function()
       assert.are.equal(40001, details.errcode)
       assert.matches("less than 30 s ago", msg)
       assert.are.equal(3, #emu:requests("upload"))
-      assert.are.equal(2, #emu:requests(route))   -- the first and the one refresh: no request within 30 s
+      assert.are.equal(2, #emu:requests(route))   -- no token request within the 30 s
       clock = clock + 30
       emu:clock(31)                               -- wechat's own 30 s, on its clock
       emu:fault({ route = "upload", kind = "errcode", errcode = 40001 })
       assert(note(c:upload("image", image)))
-      assert.are.equal(3, #emu:requests(route))
+      assert.are.equal(3, #emu:requests(route))   -- replaced once the 30 s are over
+    end)
+
+    it(api .. ": a token that worked, then is refused within the 30 s, is asked for again", function()
+      local c = client({ token_api = api })
+      assert(note(c:upload("image", image)))
+      emu:fault({ route = "upload", kind = "errcode", errcode = 40001 })
+      assert(note(c:upload("image", image)))
+      clock = clock + 10
+      emu:clock(10)
+      emu:fault({ route = "upload", kind = "errcode", errcode = 40001 })
+      local res, msg, details = note(c:upload("image", image))
+      assert.are.equal(3, #emu:requests(route))   -- the first, and one request per refusal
+      if api == "classic" then
+        assert.is_table(res)                      -- a new classic token, and the replay
+        assert.are.equal(5, #emu:requests("upload"))
+      else
+        -- wechat still hands out the stable token it refused, and forces no refresh within 30 s
+        assert.is_nil(res)
+        assert.are.equal("token", details.kind)
+        assert.matches("force%-refreshed less than 30 s ago", msg)
+      end
     end)
   end
 

@@ -169,13 +169,20 @@ local function with_token(self, what, exchange, a, b, c, d)
   if not tok then return nil, msg, details end
   local res
   res, msg, details = exchange(self, tok, a, b, c, d)
-  if res or not (details and errors.is_token_errcode(details.errcode)) then return res, msg, details end
+  if res or not (details and errors.is_token_errcode(details.errcode)) then
+    -- WeChat took the token (it answered the call, or refused it for another reason)
+    if res or (details and details.errcode) then self.tokens:worked(tok) end
+    return res, msg, details
+  end
   local ok, rmsg, rdetails = self.tokens:rejected(tok, details.errcode, what)
   if not ok then return nil, rmsg, rdetails end
   tok, msg, details = self.tokens:get()
   if not tok then return nil, msg, details end
   res, msg, details = exchange(self, tok, a, b, c, d)
-  if res or not (details and errors.is_token_errcode(details.errcode)) then return res, msg, details end
+  if res or not (details and errors.is_token_errcode(details.errcode)) then
+    if res or (details and details.errcode) then self.tokens:worked(tok) end
+    return res, msg, details
+  end
   return token.refused(self.tokens, what, details.errcode)
 end
 

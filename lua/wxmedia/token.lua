@@ -204,14 +204,23 @@ local function refused(self, what, code)
 end
 _M.refused = refused
 
+-- WeChat took `tok` for a call. Kept (in the store, once per token and process) so that when it
+-- is refused later, whichever process sees that may replace it at once: it was invalidated, not
+-- born bad.
+function _M.worked(self, tok)
+  if not self.refreshable or self.last_worked == tok then return end
+  self.last_worked = tok
+  self.store:set(self.key .. ":worked", tok, _M.REFRESH_INTERVAL + 2 * _M.EARLY)
+end
+
 -- WeChat refused `failed` (errcode 40001, 40014, 42001 or 41001). Makes a fresh token available
 -- for one replay: returns true, or nil, message, details (kind "token" for read-only sources).
 -- The store's token is replaced only if it is still the one that failed: another process may have
--- replaced it already, and that newer token must survive. A refused token is replaced at most once
--- per REFRESH_INTERVAL for the whole store: a storm of refusals (a token WeChat keeps refusing,
--- servers fighting over classic tokens) then costs one token request per 30 s, not one per call,
--- and cannot burn the daily quota. For the stable token the refresh is a force_refresh, which
--- WeChat allows once per 30 s anyway.
+-- replaced it already, and that newer token must survive. A token that never worked is replaced at
+-- most once per REFRESH_INTERVAL for the whole store: a storm of refusals (WeChat refusing every
+-- token, servers fighting over classic tokens) then costs one token request per 30 s, not one per
+-- call, and cannot burn the daily quota; a token that worked, then was invalidated, is replaced at
+-- once. For the stable token the refresh is a force_refresh (WeChat allows one per 30 s).
 function _M.rejected(self, failed, code, what)
   what = what or "token"
   if not self.refreshable then
@@ -228,16 +237,26 @@ function _M.rejected(self, failed, code, what)
   local marker = self.key .. ":refreshed"
   -- the time is the value, so that a store that ignores ttls still keeps the rule
   local last = tonumber(self.store:get(marker)) or self.last_refresh
-  if last and now - last < _M.REFRESH_INTERVAL then
+  local recent = last ~= nil and now - last < _M.REFRESH_INTERVAL
+  code = errors.integer(code)
+  if recent and not (self.last_worked == failed or self.store:get(self.key .. ":worked") == failed) then
     unlock(l)
-    code = errors.integer(code)
-    return errors.fail("token", format("%s: wechat refused the access_token (errcode %s), which was "
-      .. "refreshed less than %d s ago; it is not refreshed again sooner", what, tostring(code),
-      _M.REFRESH_INTERVAL), { errcode = code })
+    return errors.fail("token", format("%s: wechat refused the access_token (errcode %s); the one before "
+      .. "was replaced less than %d s ago and this one never worked, so it is not replaced again sooner",
+      what, tostring(code), _M.REFRESH_INTERVAL), { errcode = code })
   end
-  self.last_refresh = now
-  self.store:set(marker, tostring(now), _M.REFRESH_INTERVAL)
-  local new, msg, details = self:fetch(self.mode == "stable")
+  if not recent then
+    self.last_refresh = now
+    self.store:set(marker, tostring(now), _M.REFRESH_INTERVAL)
+  end
+  -- within the 30 s a stable token cannot be force-refreshed: a plain fetch still finds a token
+  -- that another process force-refreshed meanwhile
+  local new, msg, details = self:fetch(self.mode == "stable" and not recent)
+  if new and new.access_token == failed then
+    unlock(l)
+    return errors.fail("token", format("%s: wechat refused the stable access_token (errcode %s), which was "
+      .. "force-refreshed less than %d s ago", what, tostring(code), _M.REFRESH_INTERVAL), { errcode = code })
+  end
   if new then
     save(self, new)
   elseif rec then
