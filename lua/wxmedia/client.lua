@@ -18,14 +18,14 @@ local mt = { __index = _M }
 
 _M.DEFAULT_BASE_URL = token.DEFAULT_BASE_URL
 
--- The C core, or nil when it cannot load (a custom transport then does without it).
-local core_loaded, core
+-- The C core, or nil and why it cannot load (a custom transport then does without it).
+local core_loaded, core, core_error
 local function load_core()
   if core_loaded == nil then
     core_loaded, core = pcall(require, "wxmedia.core")
-    if not core_loaded then core = nil end
+    if not core_loaded then core, core_error = nil, tostring(core) end
   end
-  return core
+  return core, core_error
 end
 _M.load_core = load_core   -- for reuse.lua, which gets the client
 
@@ -83,9 +83,10 @@ function _M.new(opts)
     now = opts.now,
   }, mt)
   if not self.sleep or not self.now then
-    local c = load_core()
+    local c, why = load_core()
     if not c then
-      return errors.fail("io", "new: the C core wxmedia.core cannot be loaded, and no sleep/now was given")
+      return errors.fail("io", "new: the C core wxmedia.core cannot be loaded, and no sleep/now was given: "
+        .. why)
     end
     self.sleep = self.sleep or c.sleep
     self.now = self.now or c.time
@@ -116,8 +117,8 @@ end
 -- Returns it, or nil, message, details.
 function _M._transport(self)
   if self.transport then return self.transport end
-  local c = load_core()
-  if not c then return errors.fail("io", "the C core wxmedia.core cannot be loaded") end
+  local c, why = load_core()
+  if not c then return errors.fail("io", "the C core wxmedia.core cannot be loaded: " .. why) end
   local o = self.opts
   local s, err = c.session({
     base_url = o.base_url or _M.DEFAULT_BASE_URL, timeout = o.timeout, connect_timeout = o.connect_timeout,

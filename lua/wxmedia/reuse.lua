@@ -121,8 +121,8 @@ function _M.media_id(client, mtype, path, opts)
     return errors.input("media_id: reusing media_ids needs the account's appid; give appid to "
       .. "wxmedia.new with access_token or token_provider")
   end
-  local c = client.load_core()
-  if not c then return errors.fail("io", "media_id: the C core wxmedia.core cannot be loaded") end
+  local c, why = client.load_core()
+  if not c then return errors.fail("io", "media_id: the C core wxmedia.core cannot be loaded: " .. why) end
   -- upload's checks first: a file that cannot be sent is neither hashed nor recorded
   local limits = opts.limits or client.opts.limits
   local info, msg, details = media.check(mtype, path, { limits = limits, stat = c.stat })
