@@ -76,37 +76,29 @@ local function module_client()
   return c
 end
 
--- syntax: res, err, details = wxmedia.upload(type, path [, opts])
-function _M.upload(mtype, path, opts)
-  client.check_arg(1, "upload", mtype, "string", 2)
-  client.check_arg(2, "upload", path, "string", 2)
-  client.check_arg(3, "upload", opts, "table?", 2)
-  local c, err, details = module_client()
-  if not c then return nil, err, details end
-  return c:upload(mtype, path, opts)
+-- The module-level form of a client method taking (string, string [, table]): the same checks,
+-- raised at the caller, then the module-level client's method.
+local function module_method(name)
+  return function(a, path, opts)
+    client.check_arg(1, name, a, "string", 2)
+    client.check_arg(2, name, path, "string", 2)
+    client.check_arg(3, name, opts, "table?", 2)
+    local c, err, details = module_client()
+    if not c then return nil, err, details end
+    return c[name](c, a, path, opts)
+  end
 end
 
+-- syntax: res, err, details = wxmedia.upload(type, path [, opts])
+_M.upload = module_method("upload")
+
 -- syntax: res, err, details = wxmedia.get(media_id, path [, opts])
-function _M.get(media_id, path, opts)
-  client.check_arg(1, "get", media_id, "string", 2)
-  client.check_arg(2, "get", path, "string", 2)
-  client.check_arg(3, "get", opts, "table?", 2)
-  local c, err, details = module_client()
-  if not c then return nil, err, details end
-  return c:get(media_id, path, opts)
-end
+_M.get = module_method("get")
 
 -- syntax: res, err, details = wxmedia.media_id(type, path [, opts])
 -- Reuses the media_id of an earlier upload of the same content while it has more than
 -- opts.reuse_margin (default 6 h) of WeChat's 3 days left; else uploads. res.reused says which.
-function _M.media_id(mtype, path, opts)
-  client.check_arg(1, "media_id", mtype, "string", 2)
-  client.check_arg(2, "media_id", path, "string", 2)
-  client.check_arg(3, "media_id", opts, "table?", 2)
-  local c, err, details = module_client()
-  if not c then return nil, err, details end
-  return c:media_id(mtype, path, opts)
-end
+_M.media_id = module_method("media_id")
 
 -- syntax: forgotten = wxmedia.forget(media_id)
 function _M.forget(media_id)
