@@ -80,6 +80,15 @@ describe("wxmedia.ngx in nginx #once", function()
       "--data-binary " .. shell_quote("@" .. helper.fixture(fixture))))
   end
 
+  -- How many of the answers carry a media_id.
+  local function uploaded(answers)
+    local n = 0
+    for _, a in ipairs(answers) do
+      if a.res and a.res.media_id then n = n + 1 end
+    end
+    return n
+  end
+
   local function wait_for(what, fn, seconds)
     for _ = 1, (seconds or 15) * 20 do
       if fn() then return true end
@@ -247,10 +256,7 @@ describe("wxmedia.ngx in nginx #once", function()
     emu:clock(7200)
     emu:fault({ route = "stable_token", kind = "delay", seconds = 1 })
     local answers = concurrent_uploads(ngx, 60, 30)
-    local ok = 0
-    for _, a in ipairs(answers) do
-      if a.res and a.res.media_id then ok = ok + 1 end
-    end
+    local ok = uploaded(answers)
     assert.equal(60, ok)
     assert.equal(2, #emu:requests("stable_token"))
 
@@ -267,10 +273,7 @@ describe("wxmedia.ngx in nginx #once", function()
     emu:fault({ route = "upload", kind = "errcode", errcode = 40001, count = 1 })
     emu:fault({ route = "stable_token", kind = "delay", seconds = 1 })
     local answers = concurrent_uploads(ngx, 40, 20)
-    local ok = 0
-    for _, a in ipairs(answers) do
-      if a.res and a.res.media_id then ok = ok + 1 end
-    end
+    local ok = uploaded(answers)
     assert.equal(40, ok)
     assert.equal(2, #emu:requests("stable_token"))
   end)
