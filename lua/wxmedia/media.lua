@@ -99,7 +99,8 @@ local function type_names()
 end
 
 -- Checks a file before anything is sent. opts: { limits = {type = bytes}, stat = function(path, n) }.
--- Returns { type, format, filename, content_type, size } or nil, message, details (kind "input").
+-- Returns { type, format, filename, content_type, size, mtime (when the stat function gives one) }
+-- or nil, message, details (kind "input").
 function _M.check(mtype, path, opts)
   opts = opts or {}
   local t = _M.types[mtype]
@@ -146,7 +147,7 @@ function _M.check(mtype, path, opts)
   end
   local info = _M.formats[fmt]
   return {
-    type = mtype, format = fmt, size = st.size,
+    type = mtype, format = fmt, size = st.size, mtime = st.mtime,
     filename = _M.filename(path, fmt), content_type = info.content_type,
   }
 end

@@ -125,10 +125,9 @@ function _M.media_id(client, mtype, path, opts)
   if not c then return errors.fail("io", "media_id: the C core wxmedia.core cannot be loaded: " .. why) end
   -- upload's checks first: a file that cannot be sent is neither hashed nor recorded
   local limits = opts.limits or client.opts.limits
-  local info, msg, details = media.check(mtype, path, { limits = limits, stat = c.stat })
-  if not info then return nil, msg, details end
-  local st, serr = c.stat(path)
-  if not st then return errors.input(format("media_id: cannot use '%s': %s", path, tostring(serr))) end
+  -- (its stat is the core's, so the answer carries the size and mtime the hash cache keys on)
+  local st, msg, details = media.check(mtype, path, { limits = limits, stat = c.stat })
+  if not st then return nil, msg, details end
   local sha256, herr, hdetails = content_hash(c, path, st)
   if not sha256 then return nil, herr, hdetails end
 
