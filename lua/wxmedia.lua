@@ -2,23 +2,26 @@
 --   local wxmedia = require "wxmedia"
 --   local res, err, details = wxmedia.upload("image", "photo.jpg")
 --   local got, err, details = wxmedia.get(res.media_id, "copy.jpg")
--- The module-level functions use one client, built on first use from wxmedia.configure{...} or from
--- the environment (WECHAT_APPID + WECHAT_APPSECRET, or WECHAT_ACCESS_TOKEN; WXMEDIA_BASE_URL).
--- wxmedia.new{...} makes independent clients. Nothing here touches ngx: the OpenResty adapter is
--- wxmedia.ngx.
-local os_getenv, pairs = os.getenv, pairs
+-- The module-level functions use one client, built on first use from wxmedia.configure{...} and
+-- the environment (wxmedia.config reads it: WECHAT_APPID, WECHAT_APPSECRET, WECHAT_ACCESS_TOKEN,
+-- WXMEDIA_BASE_URL). wxmedia.new{...} makes independent clients, reading the environment the same
+-- way for what its options leave out. Nothing here touches ngx: the OpenResty adapter is wxmedia.ngx.
 local client = require "wxmedia.client"
+local config = require "wxmedia.config"
 local errors = require "wxmedia.errors"
+local transport = require "wxmedia.transport"
 
-local _M = { _VERSION = "0.1.0" }
+local _M = {
+  -- the C core's version (nil when it cannot be loaded: every call then says why)
+  _VERSION = transport.version(),
+  store = require "wxmedia.store",
+  media = require "wxmedia.media",
+  errors = errors,
+  token_source = require "wxmedia.token",
+  reuse = require "wxmedia.reuse",
+}
 
-_M.store = require "wxmedia.store"
-_M.media = require "wxmedia.media"
-_M.errors = errors
-_M.token_source = require "wxmedia.token"
-_M.reuse = require "wxmedia.reuse"
-
-local config        -- the options of configure(), or nil
+local config_opts   -- the options of configure(), or nil
 local default       -- the module-level client, once built
 
 -- syntax: client, err, details = wxmedia.new(opts)
@@ -27,51 +30,27 @@ function _M.new(opts)
   return client.new(opts)
 end
 
--- Options from the environment; nil when it names no token source.
-local function from_env()
-  local appid, secret = os_getenv("WECHAT_APPID"), os_getenv("WECHAT_APPSECRET")
-  local tok = os_getenv("WECHAT_ACCESS_TOKEN")
-  local opts
-  if appid and appid ~= "" and secret and secret ~= "" then
-    opts = { appid = appid, secret = secret }
-  elseif tok and tok ~= "" then
-    opts = { access_token = tok }
-  else
-    return nil
-  end
-  return opts
-end
-
-local function with_env_base_url(opts)
-  local base = os_getenv("WXMEDIA_BASE_URL")
-  if opts.base_url == nil and base and base ~= "" then
-    local copy = {}
-    for k, v in pairs(opts) do copy[k] = v end
-    copy.base_url = base
-    return copy
-  end
-  return opts
-end
-
 -- syntax: ok, err, details = wxmedia.configure(opts)   (the options of wxmedia.new)
--- Replaces the module-level client; the environment is no longer read.
+-- Replaces the module-level client.
 function _M.configure(opts)
   client.check_arg(1, "configure", opts, "table", 2)
-  local c, err, details = client.new(with_env_base_url(opts))
+  local c, err, details = client.new(opts)
   if not c then return nil, err, details end
-  config, default = opts, c
+  config_opts, default = opts, c
   return true
 end
 
 local function module_client()
   if default then return default end
-  local opts = config or from_env()
-  if not opts then
-    return errors.input("wxmedia is not configured: call wxmedia.configure{...} or set WECHAT_APPID and "
-      .. "WECHAT_APPSECRET (or WECHAT_ACCESS_TOKEN)")
+  local c, err, details = client.new(config_opts or {})
+  if not c then
+    if details.kind == "config" and not config_opts then
+      return errors.fail("config", "wxmedia is not configured: call wxmedia.configure{...} or set "
+        .. config.ENV.appid .. " and " .. config.ENV.secret .. " (or " .. config.ENV.access_token .. "): "
+        .. err)
+    end
+    return nil, err, details
   end
-  local c, err, details = client.new(with_env_base_url(opts))
-  if not c then return nil, err, details end
   default = c
   return c
 end
@@ -99,6 +78,9 @@ _M.get = module_method("get")
 -- Reuses the media_id of an earlier upload of the same content while it has more than
 -- opts.reuse_margin (default 6 h) of WeChat's 3 days left; else uploads. res.reused says which.
 _M.media_id = module_method("media_id")
+
+-- syntax: file, err, details = wxmedia.check(type, path [, opts])
+_M.check = module_method("check")
 
 -- syntax: forgotten = wxmedia.forget(media_id)
 function _M.forget(media_id)

@@ -69,8 +69,8 @@ describe("wxmedia.media", function()
 
     it("describes an accepted file", function()
       local info = assert(media.check("voice", helper.fixture("voice.mp3")))
-      assert.are.same({ type = "voice", format = "mp3", size = 4511, filename = "voice.mp3",
-        content_type = "audio/mpeg" }, info)
+      assert.are.same({ path = helper.fixture("voice.mp3"), type = "voice", format = "mp3", size = 4511,
+        filename = "voice.mp3", content_type = "audio/mpeg" }, info)
       info = assert(media.check("image", helper.fixture("image.gif")))
       assert.are.equal("gif", info.format)
     end)

@@ -30,6 +30,7 @@ local function render(prefix, port, opts)
     "pid " .. prefix .. "/nginx.pid;",
     "error_log " .. prefix .. "/error.log " .. (opts.log_level or "info") .. ";",
     opts.thread_pool == false and "" or "thread_pool wxmedia threads=8;",
+    opts.main or "",
     "events { worker_connections 1024; }",
     "http {",
     "  access_log off;",
@@ -61,8 +62,10 @@ local function alive(pid)
   return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
 end
 
--- Starts nginx; opts: { workers = 4, http = "...", server = "...", thread_pool = true|false,
--- reuseport = bool, log_level = "info", package_path = "extra/?.lua;" }.
+-- Starts nginx; opts: { workers = 4, main = "...", http = "...", server = "...",
+-- thread_pool = true|false, reuseport = bool, log_level = "info", package_path = "extra/?.lua;",
+-- env = { NAME = value } (the environment nginx starts with; `env NAME;` in main keeps one for
+-- the workers) }.
 -- Returns an object with base_url, port, prefix, pid, :stop(), :curl(path, args), :error_log().
 function nginx_helper.start(opts)
   opts = opts or {}
@@ -77,12 +80,20 @@ function nginx_helper.start(opts)
   for _ = 1, 20 do
     local port = math.random(20000, 60999)
     helper.write(conf, render(prefix, port, opts))
-    local out, ok = helper.sh(("nginx -p %s -c %s 2>&1")
-      :format(helper.shell_quote(prefix .. "/"), helper.shell_quote(conf)))
+    local env = {}
+    for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. helper.shell_quote(v) end
+    local out, ok = helper.sh(("env %s nginx -p %s -c %s 2>&1"):format(table.concat(env, " "),
+      helper.shell_quote(prefix .. "/"), helper.shell_quote(conf)))
     if ok then
-      local pid = helper.read(prefix .. "/nginx.pid")
-      pid = pid and pid:match("%d+")
-      assert(pid, "nginx started but wrote no pid file")
+      -- the parent nginx returns once the master has forked, maybe before the master wrote its pid
+      local pid
+      for _ = 1, 250 do
+        pid = helper.read(prefix .. "/nginx.pid")
+        pid = pid and pid:match("%d+")
+        if pid then break end
+        os.execute("sleep 0.02")
+      end
+      assert(pid, "nginx started but wrote no pid file within 5 s")
       return setmetatable({ prefix = prefix, pid = pid, port = port,
         base_url = "http://127.0.0.1:" .. port }, Nginx)
     end

@@ -48,15 +48,18 @@ describe("wxmedia.ngx in nginx #once", function()
     local tmp = helper.tmpdir()
     local clients = {}
     for name, o in pairs(opts.clients) do
-      local c = { appid = helper.APPID, secret = helper.SECRET, base_url = emu.base_url,
+      -- from_env: only the client's own options; the account and base URL come from opts.env
+      local c = o.from_env and {} or { appid = helper.APPID, secret = helper.SECRET, base_url = emu.base_url,
         retries = 1, backoff = { base = 0.01, max = 0.02 }, tmpdir = tmp }
-      for k, v in pairs(o) do c[k] = v end
+      for k, v in pairs(o) do if k ~= "from_env" then c[k] = v end end
       clients[name] = c
     end
     local conf = assert(cjson.encode({ tmpdir = tmp, clients = clients }))
     local ngx = nginx_helper.start({
       workers = opts.workers or 4,
       reuseport = true,
+      main = opts.main,
+      env = opts.env,
       package_path = helper.root .. "/spec/?.lua;",
       http = "  init_by_lua_block { require('ngx_app').init([==[" .. conf .. "]==]) }\n"
         .. "  init_worker_by_lua_block { require('ngx_app').init_worker() }\n",
@@ -241,6 +244,25 @@ describe("wxmedia.ngx in nginx #once", function()
     assert.equal(39, reused)
     assert.same({ [next(ids)] = true }, ids)
     assert.is_true(npids > 1, "all requests landed on one worker")
+  end)
+
+  it("reads the account, a token and the base URL from the environment, as every entry point does", function()
+    local token = emu:token()
+    local ngx = start_nginx({ workers = 2,
+      main = "env WECHAT_APPID; env WECHAT_ACCESS_TOKEN; env WXMEDIA_BASE_URL;",
+      env = { WECHAT_APPID = helper.APPID, WECHAT_ACCESS_TOKEN = token, WXMEDIA_BASE_URL = emu.base_url },
+      clients = { main = { from_env = true, thread_pool = "wxmedia", shared_dict = "wxmedia_tokens" } } })
+    finally(function() ngx:stop() end)
+    local url = "/reuse?type=image&path=" .. helper.fixture("image.png")
+    local _, first = json(ngx:curl(url))
+    local _, second = json(ngx:curl(url))
+    assert.is_table(first.res, tostring(first.err))
+    assert.is_false(first.res.reused)
+    assert.is_true(second.res.reused)
+    assert.equal(first.res.media_id, second.res.media_id)
+    assert.equal(1, #emu:requests("upload"))
+    assert.equal(0, #emu:requests("stable_token"))
+    assert.equal(1, #emu:requests("token"))    -- this spec's own, for WECHAT_ACCESS_TOKEN
   end)
 
   it("(c) a token WeChat rejects is refreshed once for all workers", function()

@@ -94,9 +94,9 @@ describe("installing #once", function()
     assert.same(sources, listed)
 
     local expected = { wxmedia = "lua/wxmedia.lua", ["wxmedia.core"] = modules["wxmedia.core"] }
-    for _, f in ipairs(helper.ls(root .. "/lua/wxmedia")) do
-      local name = f:match("^(.+)%.lua$")
-      if name then expected["wxmedia." .. name] = "lua/wxmedia/" .. f end
+    local files = helper.sh("cd " .. q(root .. "/lua") .. " && find wxmedia -name '*.lua'")
+    for f in files:gmatch("[^\n]+") do
+      expected[f:gsub("%.lua$", ""):gsub("/", ".")] = "lua/" .. f
     end
     assert.same(expected, modules)
   end)

@@ -52,7 +52,7 @@ describe("wxmedia.store", function()
 
     it("raises for something that is not a store", function()
       assert.has_error(function() store.wrap(42) end,
-        "bad token_store (a table with get and set methods expected, got number)")
+        "bad store (a store with get and set methods expected, got number)")
       assert.has_error(function() store.wrap({ get = function() end }) end)
     end)
   end)
@@ -104,8 +104,8 @@ describe("wxmedia.store", function()
       local code = ([[
         package.path = %q .. "/lua/?.lua;" .. package.path
         local s = require("wxmedia.store").file(%q)
-        local l, err, kind = s:lock("wxmedia:token:stable:wx1", 0.3)
-        io.write(l and "locked" or ("refused " .. tostring(kind)))
+        local l, _, details = s:lock("wxmedia:token:stable:wx1", 0.3)
+        io.write(l and "locked" or ("refused " .. tostring(details and details.kind)))
       ]]):format(helper.root, path)
       local cpath = helper.root .. "/build/" .. (helper.lua == "luajit" and "luajit" or "lua5.4") .. "/?.so"
       local cmd = ("LUA_CPATH=%s %s -e %s"):format(helper.shell_quote(cpath .. ";;"), helper.lua,

@@ -2,9 +2,9 @@
 -- C core): the core's own returns, one kept session per option set, misuse reported as data.
 local helper = require "helper"
 local core = require "wxmedia.core"
-local thread = require "wxmedia.thread"
+local thread = require "wxmedia.ngx.thread"
 
-describe("wxmedia.thread", function()
+describe("wxmedia.ngx.thread", function()
   local emu, opts
 
   setup(function()

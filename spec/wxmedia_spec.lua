@@ -221,7 +221,7 @@ describe("wxmedia", function()
         assert.matches(tostring(code), msg)
         assert.are.equal(1, #emu:requests("upload"))
         assert.are.same({}, waits)
-        if code == 45009 then assert.matches("daily api quota", msg) end
+        if code == 45009 then assert.matches("daily API quota", msg) end
       end)
     end
   end)
@@ -244,7 +244,7 @@ describe("wxmedia", function()
       local c, msg, details = note(wxmedia.new({ base_url = emu.base_url }))
       assert.is_nil(c)
       assert.matches("appid and secret", msg)
-      assert.are.equal("input", details.kind)
+      assert.are.equal("config", details.kind)
     end)
   end)
 
@@ -285,7 +285,7 @@ describe("wxmedia", function()
         local res, msg, details = wxmedia.upload("image", "x.jpg")
         io.write(tostring(res), "|", msg, "|", details.kind)
       ]])
-      assert.matches("^nil|wxmedia is not configured.*WECHAT_APPID.*|input$", out)
+      assert.matches("^nil|wxmedia is not configured.*WECHAT_APPID.*|config$", out)
     end)
 
     it("is replaced by configure", function()

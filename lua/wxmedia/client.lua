@@ -1,33 +1,21 @@
--- The client: one account (or one token), one transport, and the policy around each call:
--- checks before upload, the access_token, one replay after WeChat refuses a token, and retries.
--- The bytes move in the transport (by default a session of the C core: one per client, so
--- consecutive calls reuse the connection).
-local error, pairs, pcall, require, setmetatable, tostring, type =
-  error, pairs, pcall, require, setmetatable, tostring, type
+-- The client: one account (or one token), one transport, and the policy around each call: checks
+-- before upload, the access_token, one replay after WeChat refuses a token, and retries. It does
+-- no I/O of its own: the bytes move in the transport (wxmedia.transport), the token comes from its
+-- source (wxmedia.token), media_id records from wxmedia.reuse.
+local error, ipairs, pairs, setmetatable, tostring, type = error, ipairs, pairs, setmetatable, tostring, type
 local format = string.format
-local cjson = require("cjson.safe").new()
+local answer = require "wxmedia.answer"
+local config = require "wxmedia.config"
 local errors = require "wxmedia.errors"
 local media = require "wxmedia.media"
 local retry = require "wxmedia.retry"
-local token = require "wxmedia.token"
-local store_mod = require "wxmedia.store"
 local reuse = require "wxmedia.reuse"
+local store_mod = require "wxmedia.store"
+local token = require "wxmedia.token"
+local transport = require "wxmedia.transport"
 
 local _M = {}
 local mt = { __index = _M }
-
-_M.DEFAULT_BASE_URL = token.DEFAULT_BASE_URL
-
--- The C core, or nil and why it cannot load (a custom transport then does without it).
-local core_loaded, core, core_error
-local function load_core()
-  if core_loaded == nil then
-    core_loaded, core = pcall(require, "wxmedia.core")
-    if not core_loaded then core, core_error = nil, tostring(core) end
-  end
-  return core, core_error
-end
-_M.load_core = load_core   -- for reuse.lua, which gets the client
 
 -- Raises like Lua's own argument checks: "bad argument #2 to 'upload' (string expected, got nil)".
 function _M.check_arg(n, fname, value, expected, level)
@@ -38,113 +26,94 @@ function _M.check_arg(n, fname, value, expected, level)
 end
 local check_arg = _M.check_arg
 
-local OPTION_TYPES = {
-  appid = "string", secret = "string", access_token = "string", token_provider = "function",
-  base_url = "string", token_api = "string", retries = "number", backoff = "table", timeout = "number",
-  connect_timeout = "number", low_speed_limit = "number", low_speed_time = "number", cainfo = "string",
-  capath = "string", verify = "boolean", proxy = "string", user_agent = "string", progress = "function",
-  on_retry = "function", limits = "table", sleep = "function", now = "function", lock_timeout = "number",
-  reuse_margin = "number", fsync = "boolean",
+-- The options a call may take, by method (the client's own options of the same names are the
+-- defaults). Anything else raises: a misspelt option must not be ignored silently.
+local CALL_OPTIONS = {
+  upload = { retries = "number", backoff = "table", on_retry = "function", progress = "function",
+    limits = "table", sleep = "function" },
+  get = { retries = "number", backoff = "table", on_retry = "function", progress = "function",
+    sleep = "function", jssdk = "boolean" },
+  media_id = { retries = "number", backoff = "table", on_retry = "function", progress = "function",
+    limits = "table", sleep = "function", reuse_margin = "number", lock_timeout = "number" },
 }
+CALL_OPTIONS.check = { limits = "table" }
 
--- opts: see the README. Returns the client, or nil, message, details (kind "input") when the
--- options do not name a token source.
-function _M.new(opts)
+local function check_call_options(fname, opts)
+  if opts == nil then return end
+  local known = CALL_OPTIONS[fname]
+  for name, value in pairs(opts) do
+    local expected = known[name]
+    if expected == nil then
+      local names = {}
+      for k in pairs(known) do names[#names + 1] = k end
+      local hint = type(name) == "string" and config.suggest(name, names)
+      error(format("bad option '%s' to '%s' (unknown option%s)", tostring(name), fname,
+        hint and ("; did you mean '" .. hint .. "'?") or ""), 3)
+    elseif type(value) ~= expected then
+      error(format("bad option '%s' to '%s' (%s expected, got %s)", name, fname, expected, type(value)), 3)
+    end
+  end
+end
+
+-- The options each call reads from the client (the rest went to the transport, the token source
+-- and the records when the client was made).
+local POLICY = { "retries", "backoff", "on_retry", "progress", "limits" }
+
+-- opts: see the README. Returns the client, or nil, message, details (kind config) when no token
+-- source is named, the base URL is unusable or the C core is needed and cannot be loaded.
+-- extra: { name = type } of options an adapter takes beside wxmedia.new's (wxmedia.ngx).
+function _M.new(opts, extra)
   check_arg(1, "new", opts, "table")
-  for name, expected in pairs(OPTION_TYPES) do
-    if opts[name] ~= nil and type(opts[name]) ~= expected then
-      error(format("bad option '%s' to 'new' (%s expected, got %s)", name, expected, type(opts[name])), 2)
-    end
-  end
+  config.check(opts, "new", 2, extra)
   reuse.check_margin(opts.reuse_margin, "new", 2)
-  local mode
-  if opts.access_token then
-    mode = "static"
-  elseif opts.token_provider then
-    mode = "provider"
-  elseif opts.appid and opts.secret then
-    mode = opts.token_api or "stable"
-    if mode ~= "stable" and mode ~= "classic" then
-      return errors.input(format("new: token_api must be \"stable\" or \"classic\", not \"%s\"", mode))
-    end
-  else
-    return errors.input("new: no access_token source: give appid and secret, access_token, or token_provider")
+  local o, err, details = config.resolve(opts)
+  if not o then return nil, err, details end
+
+  local sleep, now = o.sleep, o.now
+  if not sleep or not now then
+    local core_sleep, core_time = transport.clock()
+    if not core_sleep then return transport.unavailable("new") end
+    sleep, now = sleep or core_sleep, now or core_time
   end
-  -- The options the calls read later; the secret and tokens stay out of the client's fields, so
-  -- that printing or serialising a client shows none.
+  local session = {}
+  for name in pairs(transport.session_options()) do session[name] = o[name] end
+
   local kept = {}
-  for k, v in pairs(opts) do
-    if k ~= "secret" and k ~= "access_token" and k ~= "token_provider" then kept[k] = v end
-  end
+  for _, name in ipairs(POLICY) do kept[name] = o[name] end
   local self = setmetatable({
-    opts = kept,
-    transport = opts.transport,
-    sleep = opts.sleep,
-    now = opts.now,
+    opts = kept, sleep = sleep, now = now, appid = o.appid,
+    transport = transport.new({ session = session, backend = o.transport }, "new", 2),
+    -- a video_url to a private address is followed only against a local server (the emulator)
+    allow_private_urls = o.allow_private_urls or (o.base_url ~= nil and config.local_url(o.base_url)),
   }, mt)
-  if not self.sleep or not self.now then
-    local c, why = load_core()
-    if not c then
-      return errors.fail("io", "new: the C core wxmedia.core cannot be loaded, and no sleep/now was given: "
-        .. why)
-    end
-    self.sleep = self.sleep or c.sleep
-    self.now = self.now or c.time
-  end
-  -- The transport is made on first use; tokens reach it through this indirection.
-  local client = self
-  local lazy = {
-    request = function(_, ...)
-      local t, msg, details = client:_transport()
-      if not t then return nil, msg, details and details.kind end
-      return t:request(...)
-    end,
-  }
   self.tokens = token.new({
-    mode = mode, appid = opts.appid, secret = opts.secret, access_token = opts.access_token,
-    provider = opts.token_provider, store = opts.token_store, now = self.now, transport = lazy,
-    lock_timeout = opts.lock_timeout, base_url = opts.base_url,
+    mode = o.token_mode, appid = o.appid, secret = o.secret, access_token = o.access_token,
+    origin = o.token_origin, provider = o.token_provider, store = o.token_store, now = now,
+    transport = self.transport, lock_timeout = o.lock_timeout, base_url = o.base_url,
   })
-  -- For extensions that keep their own records beside the tokens (media_id reuse): the same store.
-  self.appid = opts.appid
-  self.store = self.tokens.store or store_mod.wrap(opts.token_store or token.default_store())
-  -- media_id records (wxmedia.reuse): the media_store option, else beside the tokens
-  self.media_store = reuse.store_for(opts, self.store)
+  -- media_id records: the media_store option, else beside the tokens
+  if o.appid then
+    local records_store = o.media_store and store_mod.wrap(o.media_store, "option 'media_store' to 'new'", 3)
+      or self.tokens.store
+      or store_mod.wrap(o.token_store or token.default_store(), "option 'token_store' to 'new'", 3)
+    self.records = reuse.new({ store = records_store, account = token.account(o.appid, o.base_url),
+      now = now, margin = o.reuse_margin, lock_timeout = o.lock_timeout })
+  end
   return self
 end
 
--- The transport: given, or a core session built from the client's options on first use.
--- Returns it, or nil, message, details.
-function _M._transport(self)
-  if self.transport then return self.transport end
-  local c, why = load_core()
-  if not c then return errors.fail("io", "the C core wxmedia.core cannot be loaded: " .. why) end
-  local o = self.opts
-  local s, err = c.session({
-    base_url = o.base_url or _M.DEFAULT_BASE_URL, timeout = o.timeout, connect_timeout = o.connect_timeout,
-    low_speed_limit = o.low_speed_limit, low_speed_time = o.low_speed_time, cainfo = o.cainfo,
-    capath = o.capath, proxy = o.proxy, user_agent = o.user_agent, verify = o.verify, fsync = o.fsync,
-  })
-  if not s then return errors.fail("input", "cannot create a session: " .. tostring(err)) end
-  self.transport = s
-  return s
-end
-
--- Options of one call: the call's own, else the client's. Also the options media.check takes.
+-- Options of one call: the call's own, else the client's.
 local function build_policy(self, opts)
   local o = self.opts
   local function pick(name)
     if opts and opts[name] ~= nil then return opts[name] end
     return o[name]
   end
-  local c = load_core()
-  local p = {
+  return {
     retries = pick("retries"), backoff = pick("backoff"), on_retry = pick("on_retry"),
     sleep = (opts and opts.sleep) or self.sleep, progress = pick("progress"), limits = pick("limits"),
     jssdk = opts and opts.jssdk,
   }
-  p.check = { limits = p.limits, stat = c and c.stat }
-  return p
 end
 
 -- A call without options runs with the client's: that policy is built once, on the first such call
@@ -163,13 +132,14 @@ end
 
 -- Runs one exchange with a token; when WeChat refuses that token, gets a fresh one and replays
 -- once (the transport re-reads the file from its start). Never more: a second refusal is final.
--- exchange(self, tok, a, b, c, d): the call's values are passed along rather than captured in
--- closures, so that a call makes no closures (garbage at every upload otherwise).
+-- exchange(self, tok, what, a, b, c, d): what names the call in messages; the call's values are
+-- passed along rather than captured in closures, so that a call makes no closures (garbage at
+-- every upload otherwise).
 local function with_token(self, what, exchange, a, b, c, d)
   local tok, msg, details = self.tokens:get()
   if not tok then return nil, msg, details end
   local res
-  res, msg, details = exchange(self, tok, a, b, c, d)
+  res, msg, details = exchange(self, tok, what, a, b, c, d)
   if res or not (details and errors.is_token_errcode(details.errcode)) then
     -- WeChat took the token (it answered the call, or refused it for another reason)
     if res or (details and details.errcode) then self.tokens:worked(tok) end
@@ -179,36 +149,12 @@ local function with_token(self, what, exchange, a, b, c, d)
   if not ok then return nil, rmsg, rdetails end
   tok, msg, details = self.tokens:get()
   if not tok then return nil, msg, details end
-  res, msg, details = exchange(self, tok, a, b, c, d)
+  res, msg, details = exchange(self, tok, what, a, b, c, d)
   if res or not (details and errors.is_token_errcode(details.errcode)) then
     if res or (details and details.errcode) then self.tokens:worked(tok) end
     return res, msg, details
   end
-  return token.refused(self.tokens, what, details.errcode)
-end
-
--- WeChat's answer to a JSON call: the decoded table, or nil, message, details.
-local function decode_answer(what, res)
-  local doc = cjson.decode(res.body or "")
-  local code = type(doc) == "table" and doc.errcode or nil
-  if res.status ~= 200 then
-    return errors.http(what, res.status, code, type(doc) == "table" and doc.errmsg or nil)
-  end
-  if type(doc) ~= "table" then
-    return errors.fail("api", what .. ": wechat's answer is not json", { status = res.status })
-  end
-  if code and code ~= 0 then return errors.api(what, code, doc.errmsg, res.status) end
-  return doc
-end
-
-local function upload_result(mtype, doc)
-  local id = doc.media_id or doc.thumb_media_id
-  if type(id) ~= "string" or id == "" then
-    return errors.fail("api", "upload: wechat's answer holds no media_id", { status = 200 })
-  end
-  local res = { type = doc.type or mtype, media_id = id, created_at = doc.created_at }
-  if mtype == "thumb" then res.thumb_media_id = doc.thumb_media_id or id end
-  return res
+  return self.tokens:refused(what, details.errcode)
 end
 
 -- retry.run's attempt for every call: (attempt number, then what it passes along) -> with_token.
@@ -216,40 +162,79 @@ local function attempt_with_token(_, self, what, exchange, a, b, c, d)
   return with_token(self, what, exchange, a, b, c, d)
 end
 
--- One upload with one token.
-local function upload_exchange(self, tok, mtype, path, send)
-  local t, terr, tdetails = self:_transport()
-  if not t then return nil, terr, tdetails end
-  local res, err, kind = t:upload(tok, mtype, path, send)
-  if not res then return errors.transport("upload", err, kind) end
-  local doc, m, d = decode_answer("upload", res)
-  if not doc then return nil, m, d end
-  return upload_result(mtype, doc)
+-- nil, "<what>: <message>", details: a failure of a layer below, named in the call's terms.
+local function within(what, res, msg, details)
+  if res ~= nil then return res end
+  return nil, what .. ": " .. msg, details
 end
 
--- syntax: res, err, details = client:upload(type, path [, opts])
-function _M.upload(self, mtype, path, opts)
+-- One upload of a checked file with one token.
+local function upload_exchange(self, tok, what, file, send)
+  local res, msg, details = self.transport:upload(tok, file.type, file.path, send)
+  if not res then return within(what, nil, msg, details) end
+  local doc, m, d = answer.decode(what, res)
+  if not doc then return nil, m, d end
+  return answer.upload(file.type, doc)
+end
+
+-- syntax: file, err, details = client:check(type, path [, opts])
+-- The checks upload makes before it sends anything (opts.limits), without sending: the file's
+-- { path, type, format, size, mtime, filename, content_type }, or nil, message, details (kind input).
+function _M.check(self, mtype, path, opts)
+  check_arg(1, "check", mtype, "string")
+  check_arg(2, "check", path, "string")
+  check_arg(3, "check", opts, "table?")
+  check_call_options("check", opts)
+  local limits = opts and opts.limits or self.opts.limits
+  return media.check(mtype, path, { limits = limits, stat = transport.stat })
+end
+
+-- syntax: res, err, details = client:upload(type, file [, opts])
+-- file: a path, or the table client:check returned for this type (then it is not checked again).
+function _M.upload(self, mtype, file, opts)
   check_arg(1, "upload", mtype, "string")
-  check_arg(2, "upload", path, "string")
+  if type(file) ~= "table" then check_arg(2, "upload", file, "string") end
   check_arg(3, "upload", opts, "table?")
+  check_call_options("upload", opts)
   local p = policy(self, opts)
-  local info, msg, details = media.check(mtype, path, p.check)
-  if not info then return nil, msg, details end
-  local send = { filename = info.filename, content_type = info.content_type, progress = p.progress }
-  return retry.run(p, attempt_with_token, self, "upload", upload_exchange, mtype, path, send)
+  if type(file) ~= "table" or file.type ~= mtype or type(file.path) ~= "string" then
+    local path = type(file) == "table" and file.path or file
+    check_arg(2, "upload", path, "string")
+    local msg, details
+    file, msg, details = media.check(mtype, path, { limits = p.limits, stat = transport.stat })
+    if not file then return nil, msg, details end
+  end
+  local send = { filename = file.filename, content_type = file.content_type, progress = p.progress,
+    size = file.size }
+  return retry.run(p, attempt_with_token, self, "cannot upload " .. file.path, upload_exchange, file, send)
 end
 
 -- A video's get answers {"video_url": ...}: download that URL (a CDN, no token) into path.
-local function follow_video(self, url, path, p)
-  local res, err, kind = self.transport:fetch(url, path, { progress = p.progress })
-  if not res then return errors.transport("get video_url", err, kind) end
+local function follow_video(self, what, url, path, p)
+  local res, err, details = self.transport:fetch(url, path,
+    { progress = p.progress, allow_private = self.allow_private_urls or nil })
+  if not res then return within(what, nil, err, details) end
   if not res.file then
-    if res.status ~= 200 then return errors.http("get video_url", res.status) end
-    return errors.fail("api", "get video_url: the server answered text, not the video",
-      { status = res.status })
+    if res.status ~= 200 then return errors.http(what .. ": its video_url", res.status) end
+    return errors.fail("api", what .. ": its video_url answered text, not the video", { status = res.status })
   end
   return { path = res.path or path, size = res.size, content_type = res.content_type,
     filename = res.filename, video_url = url }
+end
+
+-- One get with one token.
+local function get_exchange(self, tok, what, media_id, path, args, p)
+  local res, err, details = self.transport:get(tok, media_id, path, args)
+  if not res then return within(what, nil, err, details) end
+  if res.file then
+    return { path = res.path or path, size = res.size, content_type = res.content_type,
+      filename = res.filename }
+  end
+  local doc, m, d = answer.decode(what, res)
+  if not doc then return nil, m, d end
+  local url = answer.video_url(doc)
+  if url then return follow_video(self, what, url, path, p) end
+  return errors.fail("api", what .. ": WeChat answered JSON without the file", { status = res.status })
 end
 
 -- syntax: res, err, details = client:get(media_id, path [, opts])   opts.jssdk: HD voice (speex)
@@ -257,36 +242,16 @@ function _M.get(self, media_id, path, opts)
   check_arg(1, "get", media_id, "string")
   check_arg(2, "get", path, "string")
   check_arg(3, "get", opts, "table?")
+  check_call_options("get", opts)
   if media_id == "" then return errors.input("get: media_id is empty") end
   if path == "" then return errors.input("get: path is empty") end
-  local res, err, details = self:_get(media_id, path, opts)
-  -- WeChat no longer knows this media_id: a record of it must not hand it out again
-  if not res and details and details.errcode == 40007 then reuse.forget(self, media_id) end
-  return res, err, details
-end
-
--- One get with one token.
-local function get_exchange(self, tok, media_id, path, args, p)
-  local t, terr, tdetails = self:_transport()
-  if not t then return nil, terr, tdetails end
-  local res, err, kind = t:get(tok, media_id, path, args)
-  if not res then return errors.transport("get", err, kind) end
-  if res.file then
-    return { path = res.path or path, size = res.size, content_type = res.content_type,
-      filename = res.filename }
-  end
-  local doc, m, d = decode_answer("get", res)
-  if not doc then return nil, m, d end
-  if type(doc.video_url) == "string" and doc.video_url ~= "" then
-    return follow_video(self, doc.video_url, path, p)
-  end
-  return errors.fail("api", "get: wechat answered json without the file", { status = res.status })
-end
-
-function _M._get(self, media_id, path, opts)
   local p = policy(self, opts)
   local args = { jssdk = p.jssdk or nil, progress = p.progress }
-  return retry.run(p, attempt_with_token, self, "get", get_exchange, media_id, path, args, p)
+  local res, err, details = retry.run(p, attempt_with_token, self, "cannot get " .. media_id, get_exchange,
+    media_id, path, args, p)
+  -- WeChat no longer knows this media_id: a record of it must not hand it out again
+  if not res and details and details.errcode == 40007 and self.records then self.records:forget(media_id) end
+  return res, err, details
 end
 
 -- syntax: res, err, details = client:media_id(type, path [, opts])
@@ -298,8 +263,10 @@ function _M.media_id(self, mtype, path, opts)
   check_arg(1, "media_id", mtype, "string")
   check_arg(2, "media_id", path, "string")
   check_arg(3, "media_id", opts, "table?")
+  check_call_options("media_id", opts)
   if opts then reuse.check_margin(opts.reuse_margin, "media_id", 2) end
-  return reuse.media_id(self, mtype, path, opts)
+  if not self.records then return reuse.no_account() end
+  return reuse.media_id(self, self.records, mtype, path, opts)
 end
 
 -- syntax: forgotten = client:forget(media_id)
@@ -307,7 +274,7 @@ end
 -- for that content uploads again. Returns true when a record was known.
 function _M.forget(self, media_id)
   check_arg(1, "forget", media_id, "string")
-  return reuse.forget(self, media_id)
+  return self.records ~= nil and self.records:forget(media_id)
 end
 
 -- syntax: tok, err, details = client:token([force])

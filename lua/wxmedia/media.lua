@@ -29,6 +29,20 @@ _M.types = {
   thumb = { formats = { "jpeg" } },
 }
 
+-- The extension of a file WeChat sends with this Content-Type (the command line names downloads by
+-- it), for the types above and the HD voice of cgi-bin/media/get/jssdk.
+local EXT_BY_CONTENT_TYPE = {
+  ["image/jpeg"] = "jpg", ["image/jpg"] = "jpg", ["image/png"] = "png", ["image/gif"] = "gif",
+  ["audio/amr"] = "amr", ["audio/mpeg"] = "mp3", ["audio/mp3"] = "mp3", ["voice/speex"] = "speex",
+  ["video/mp4"] = "mp4", ["video/mpeg4"] = "mp4",
+}
+
+-- "jpg" for "image/jpeg; charset=x", or nil for a type we do not know.
+function _M.extension_for(content_type)
+  if type(content_type) ~= "string" then return nil end
+  return EXT_BY_CONTENT_TYPE[content_type:lower():match("^[^;%s]+")]
+end
+
 _M.DEFAULT_LIMITS = { image = 10 * MB, voice = 2 * MB, video = 10 * MB, thumb = 64 * KB }
 
 -- How many leading bytes sniff() needs.
@@ -99,7 +113,7 @@ local function type_names()
 end
 
 -- Checks a file before anything is sent. opts: { limits = {type = bytes}, stat = function(path, n) }.
--- Returns { type, format, filename, content_type, size, mtime (when the stat function gives one) }
+-- Returns { path, type, format, filename, content_type, size, mtime (when the stat function gives one) }
 -- or nil, message, details (kind "input").
 function _M.check(mtype, path, opts)
   opts = opts or {}
@@ -147,7 +161,7 @@ function _M.check(mtype, path, opts)
   end
   local info = _M.formats[fmt]
   return {
-    type = mtype, format = fmt, size = st.size, mtime = st.mtime,
+    path = path, type = mtype, format = fmt, size = st.size, mtime = st.mtime,
     filename = _M.filename(path, fmt), content_type = info.content_type,
   }
 end

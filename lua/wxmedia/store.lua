@@ -1,57 +1,39 @@
--- Key-value stores for tokens (and, later, media_id records). The interface every store offers:
+-- Stores: where tokens and media_id records live. Every store has one shape:
 --   store:get(key) -> string or nil
---   store:set(key, value, ttl_seconds)        value is a string; ttl may be nil (no expiry)
+--   store:set(key, value, ttl_seconds)         value is a string; ttl may be nil (no expiry)
 --   store:delete(key)
---   store:lock(key, timeout_seconds) -> lock with :unlock(), or nil, err    (optional)
--- memory() is the default (one process); file() is shared by the processes of one machine;
--- wrap() adapts any object with get/set (a Redis or memcached client, OpenResty's shared dict).
-local setmetatable, type = setmetatable, type
+--   store:lock(key, timeout_seconds) -> lock with :unlock(), or nil, message   (optional)
+-- memory() is the default (one process), file() is shared by the processes of one machine,
+-- shared_dict() by the workers of one nginx; wrap() adapts any object with get and set (a Redis or
+-- memcached client) to the shape. The implementations live in wxmedia/store/.
+local error, pcall, require, select, type = error, pcall, require, select, type
+local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 local _M = {}
 
-local Memory = {}
-Memory.__index = Memory
-
--- opts: { now = function() -> seconds } (defaults to os.time; expiry only needs whole seconds).
 function _M.memory(opts)
-  return setmetatable({ data = {}, now = (opts and opts.now) or os.time }, Memory)
+  return require("wxmedia.store.memory").new(opts)
 end
 
-function Memory:get(key)
-  local e = self.data[key]
-  if not e then return nil end
-  if e.expires_at and self.now() >= e.expires_at then
-    self.data[key] = nil
-    return nil
-  end
-  return e.value
+function _M.file(path, opts)
+  return require("wxmedia.store.file").new(path, opts)
 end
 
-function Memory:set(key, value, ttl)
-  self.data[key] = { value = value, expires_at = ttl and ttl > 0 and self.now() + ttl or nil }
-  return true
-end
-
-function Memory:delete(key)
-  self.data[key] = nil
-  return true
-end
-
--- Plain Lua runs one thing at a time in a process, so there is nothing to wait for.
-local NO_LOCK = { unlock = function() return true end }
-function Memory.lock()
-  return NO_LOCK
+-- OpenResty only: a store over lua_shared_dicts (see wxmedia.ngx).
+function _M.shared_dict(dict, opts)
+  return require("wxmedia.store.shared_dict").new(dict, opts)
 end
 
 -- Adapts any object with get(key) and set(key, value, ttl) methods. Non-string answers (Redis
 -- clients' ngx.null, false) read as "no value"; without delete, a key is overwritten with an empty
--- value that expires at once; without lock, callers go without one.
-function _M.wrap(obj)
-  if type(obj) ~= "table" and type(obj) ~= "userdata" then
-    error("bad token_store (a table with get and set methods expected, got " .. type(obj) .. ")", 3)
-  end
-  if type(obj.get) ~= "function" or type(obj.set) ~= "function" then
-    error("bad token_store (a table with get and set methods expected)", 3)
+-- value that expires at once; without lock, callers go without one. what names the option in
+-- messages ("token_store").
+function _M.wrap(obj, what, level)
+  what = what or "store"
+  if (type(obj) ~= "table" and type(obj) ~= "userdata") or type(obj.get) ~= "function"
+    or type(obj.set) ~= "function" then
+    error("bad " .. what .. " (a store with get and set methods expected, got " .. type(obj) .. ")",
+      (level or 2) + 1)
   end
   local adapter = {}
   function adapter.get(_, key)
@@ -72,9 +54,18 @@ function _M.wrap(obj)
   return adapter
 end
 
--- The file store lives in its own module (it needs the C core's lock); loaded on first use.
-function _M.file(path, opts)
-  return require("wxmedia.filestore").new(path, opts)
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- Runs fn(...) holding the store's lock on key, and releases it on every path, a raised error
+-- included (then raised again). A store without a lock, or a lock not had within timeout (a
+-- stuck holder), runs fn without one: the callers' sections are safe to run twice, at the cost of
+-- one extra request.
+function _M.locked(store, key, timeout, fn, ...)
+  local l = store.lock and store:lock(key, timeout)
+  local res = pack(pcall(fn, ...))
+  if l then l:unlock() end
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, res.n)
 end
 
 return _M

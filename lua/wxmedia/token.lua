@@ -5,11 +5,15 @@
 -- early (inside WeChat's 5-minute overlap, so a refresh elsewhere is harmless) and fetch under the
 -- store's lock, so that one caller fetches while the others wait and then read. The last two are
 -- read-only: a token WeChat refuses is reported, never refreshed.
+-- Every token and secret a source holds is handed to wxmedia.redact, so no message shows it.
 local pcall, setmetatable, tonumber, tostring, type = pcall, setmetatable, tonumber, tostring, type
 local format = string.format
 local cjson = require("cjson.safe").new()
+local answer = require "wxmedia.answer"
 local errors = require "wxmedia.errors"
+local redact = require "wxmedia.redact"
 local store_mod = require "wxmedia.store"
+local transport_mod = require "wxmedia.transport"
 
 local _M = {}
 local mt = { __index = _M }
@@ -27,15 +31,13 @@ function _M.default_store()
   return default_store
 end
 
-_M.DEFAULT_BASE_URL = "https://api.weixin.qq.com"
-
 -- The name of an account in store keys: its appid, plus the server's address when it is not
 -- WeChat's own ("wx123@127.0.0.1:8080"). An emulator or a proxy issues its own tokens and
 -- media_ids, and the default memory store is shared by the whole process, so two clients of one
 -- appid against two servers must not read each other's records.
 function _M.account(appid, base_url)
   local base = type(base_url) == "string" and base_url:gsub("/+$", "") or nil
-  if not base or base == "" or base == _M.DEFAULT_BASE_URL then return appid end
+  if not base or base == "" or base == transport_mod.default_base_url() then return appid end
   return appid .. "@" .. (base:gsub("^%a[%w+.-]*://", ""))
 end
 
@@ -44,24 +46,34 @@ function _M.key(token_api, appid, base_url)
   return "wxmedia:token:" .. token_api .. ":" .. _M.account(appid, base_url)
 end
 
+-- When a token that lives expires_in seconds from now is replaced: EARLY seconds before its end,
+-- or half way through a short-lived one.
+local function refresh_at(now, expires_in)
+  local early = expires_in > 2 * _M.EARLY and _M.EARLY or expires_in / 2
+  return now + expires_in - early
+end
+
 -- opts: { mode = "stable"|"classic"|"static"|"provider", appid =, secret =, access_token =,
---   provider = function() -> token, expires_in, store =, transport = (an object with :request),
---   now = function() -> wall seconds, lock_timeout =, base_url = (part of the store key) }.
+--   origin = where a static token came from (for messages), provider = function() -> token,
+--   expires_in, store =, transport = (a wxmedia.transport), now = function() -> wall seconds,
+--   lock_timeout =, base_url = (part of the store key) }.
 function _M.new(opts)
   local mode = opts.mode
   local self = setmetatable({
     mode = mode, appid = opts.appid, now = opts.now, transport = opts.transport,
-    lock_timeout = opts.lock_timeout or _M.LOCK_TIMEOUT,
+    lock_timeout = opts.lock_timeout or _M.LOCK_TIMEOUT, origin = opts.origin,
     -- the source of an access_token, so that a refused one can be replaced
     refreshable = mode == "stable" or mode == "classic",
   }, mt)
   -- Kept out of the object's fields, so that printing or serialising a source shows no secret.
-  local secret, static_token, provider = opts.secret, opts.access_token, opts.provider
+  local secret, static_token = opts.secret, opts.access_token
+  redact.remember(secret)
+  redact.remember(static_token)
   self.credentials = function() return secret end
   self.static = function() return static_token end
-  self.provider = provider
+  self.provider = opts.provider
   if self.refreshable then
-    self.store = store_mod.wrap(opts.store or _M.default_store())
+    self.store = store_mod.wrap(opts.store or _M.default_store(), "option 'token_store' to 'new'", 4)
     self.key = _M.key(mode, self.appid, opts.base_url)
   end
   return self
@@ -88,6 +100,7 @@ function _M.read(self)
   local last = last_read[self]
   if last and text ~= nil and text == last.text then return last.record end
   local rec = decode_record(text)
+  if rec then redact.remember(rec.access_token) end
   last_read[self] = { text = text, record = rec }
   return rec
 end
@@ -98,52 +111,41 @@ local function fresh(self, rec)
   return self.now() < (rec.refresh_at or rec.expires_at - _M.EARLY)
 end
 
-local function lock(self, suffix)
-  if not self.store.lock then return nil end
-  -- Waiting longer than the timeout means the holder is stuck: going on without the lock costs at
-  -- most one extra token request, which is better than failing the user's call.
-  return (self.store:lock(self.key .. suffix, self.lock_timeout))
-end
-
-local function unlock(l)
-  if l then l:unlock() end
+-- The account as messages name it.
+local function who(self)
+  return self.appid or "the account"
 end
 
 -- One request to WeChat's token endpoint; returns a record { access_token, expires_at, refresh_at }.
 function _M.fetch(self, force_refresh)
   local what = self.mode == "stable" and "stable_token" or "token"
-  local res, msg, kind
+  local res, msg, details
   if self.mode == "stable" then
-    res, msg, kind = self.transport:request("POST", "/cgi-bin/stable_token", {
+    res, msg, details = self.transport:request("POST", "/cgi-bin/stable_token", {
       body = cjson.encode({ grant_type = "client_credential", appid = self.appid,
         secret = self.credentials(), force_refresh = force_refresh == true }),
       content_type = "application/json",
     })
   else
-    res, msg, kind = self.transport:request("GET", "/cgi-bin/token", {
+    res, msg, details = self.transport:request("GET", "/cgi-bin/token", {
       query = { grant_type = "client_credential", appid = self.appid, secret = self.credentials() },
     })
   end
-  if not res then return errors.transport(what, msg, kind) end
-  local doc = cjson.decode(res.body or "")
-  if type(doc) ~= "table" then doc = {} end
-  local code = tonumber(doc.errcode)
-  if res.status ~= 200 then return errors.http(what, res.status, code, doc.errmsg) end
-  if code and code ~= 0 then
-    local r, m, d = errors.api(what, code, doc.errmsg, res.status)
+  if not res then
+    return nil, format("cannot get an access_token for %s: %s", who(self), msg), details
+  end
+  local doc, m, d = answer.decode(what, res)
+  if not doc then
     -- whatever a token endpoint refuses is a token problem, unless waiting can cure it
-    if not d.retryable then d.kind = "token" end
-    return r, m, d
+    if d.kind == "api" and not d.retryable then d.kind = "token" end
+    return nil, m, d
   end
-  local expires_in = tonumber(doc.expires_in)
-  if type(doc.access_token) ~= "string" or doc.access_token == "" or not expires_in or expires_in <= 0 then
-    return errors.fail("token", what .. ": wechat's answer holds no access_token", { status = res.status })
-  end
+  local got, terr, tdetails = answer.token(what, doc)
+  if not got then return nil, terr, tdetails end
+  redact.remember(got.access_token)
   local now = self.now()
-  local early = expires_in > 2 * _M.EARLY and _M.EARLY or expires_in / 2
-  return {
-    access_token = doc.access_token, expires_at = now + expires_in, refresh_at = now + expires_in - early,
-  }
+  return { access_token = got.access_token, expires_at = now + got.expires_in,
+    refresh_at = refresh_at(now, got.expires_in) }
 end
 
 local function save(self, rec)
@@ -161,14 +163,24 @@ local function from_provider(self, force)
     return errors.fail("token", "token_provider returned no token"
       .. (expires_in ~= nil and " (" .. tostring(expires_in) .. ")" or ""))
   end
+  redact.remember(tok)
   expires_in = tonumber(expires_in)
-  if expires_in and expires_in > 0 then
-    local early = expires_in > 2 * _M.EARLY and _M.EARLY or expires_in / 2
-    self.cached = { access_token = tok, refresh_at = self.now() + expires_in - early }
+  if expires_in and expires_in > 0 and expires_in <= answer.MAX_EXPIRES_IN then
+    self.cached = { access_token = tok, refresh_at = refresh_at(self.now(), expires_in) }
   else
     self.cached = nil
   end
   return tok
+end
+
+-- Under the lock: the record another caller stored meanwhile, else a new one fetched and stored.
+local function fetch_unless_fresh(self, force)
+  local rec = self:read()
+  if not force and fresh(self, rec) then return rec.access_token end
+  local new, msg, details = self:fetch(false)
+  if not new then return nil, msg, details end
+  save(self, new)
+  return new.access_token
 end
 
 -- The access_token to use: cached while fresh, else fetched once (under the store's lock) and stored.
@@ -181,28 +193,25 @@ function _M.get(self, force)
     local rec = self:read()
     if fresh(self, rec) then return rec.access_token end
   end
-  local l = lock(self, ":lock")
-  local rec = self:read()
-  if not force and fresh(self, rec) then
-    unlock(l)
-    return rec.access_token
-  end
-  local new, msg, details = self:fetch(false)
-  if new then save(self, new) end
-  unlock(l)
-  if not new then return nil, msg, details end
-  return new.access_token
+  return store_mod.locked(self.store, self.key .. ":lock", self.lock_timeout, fetch_unless_fresh, self, force)
 end
 
-local function refused(self, what, code)
-  code = errors.integer(code)
-  local who = self.mode == "static" and "the access_token given to wxmedia"
-    or self.mode == "provider" and "the access_token from token_provider"
-    or "a freshly fetched access_token"
-  return errors.fail("token", format("%s: wechat refused %s (errcode %s); it is not refreshed again",
-    what, who, tostring(code)), { errcode = code })
+-- The failure of a call whose token WeChat refused, when no new one can be had.
+function _M.refused(self, what, code)
+  local message
+  if self.mode == "static" then
+    message = format("%s: WeChat refused the access_token given in %s (errcode %s): it may have expired "
+      .. "or been replaced; give a current one, or appid and secret so that tokens are fetched and "
+      .. "refreshed", what, self.origin or "access_token", tostring(code))
+  elseif self.mode == "provider" then
+    message = format("%s: WeChat refused the access_token from token_provider (errcode %s)", what,
+      tostring(code))
+  else
+    message = format("%s: WeChat refused a freshly fetched access_token (errcode %s); it is not "
+      .. "refreshed again", what, tostring(code))
+  end
+  return errors.fail("token", message, { errcode = code })
 end
-_M.refused = refused
 
 -- WeChat took `tok` for a call. Kept (in the store, once per token and process) so that when it
 -- is refused later, whichever process sees that may replace it at once: it was invalidated, not
@@ -211,6 +220,40 @@ function _M.worked(self, tok)
   if not self.refreshable or self.last_worked == tok then return end
   self.last_worked = tok
   self.store:set(self.key .. ":worked", tok, _M.REFRESH_INTERVAL + 2 * _M.EARLY)
+end
+
+-- Under the lock: replaces the refused token (see rejected).
+local function replace(self, failed, code, what)
+  local rec = self:read()
+  if rec and rec.access_token ~= failed and fresh(self, rec) then return true end
+  local now = self.now()
+  local marker = self.key .. ":refreshed"
+  -- the time is the value, so that a store that ignores ttls still keeps the rule
+  local last = tonumber(self.store:get(marker)) or self.last_refresh
+  local recent = last ~= nil and now - last < _M.REFRESH_INTERVAL
+  if recent and not (self.last_worked == failed or self.store:get(self.key .. ":worked") == failed) then
+    return errors.fail("token", format("%s: WeChat refused the access_token (errcode %s); the one before "
+      .. "was replaced less than %d s ago and this one never worked, so it is not replaced again sooner",
+      what, tostring(code), _M.REFRESH_INTERVAL), { errcode = code })
+  end
+  if not recent then
+    self.last_refresh = now
+    self.store:set(marker, tostring(now), _M.REFRESH_INTERVAL)
+  end
+  -- within the 30 s a stable token cannot be force-refreshed: a plain fetch still finds a token
+  -- that another process force-refreshed meanwhile
+  local new, msg, details = self:fetch(self.mode == "stable" and not recent)
+  if new and new.access_token == failed then
+    return errors.fail("token", format("%s: WeChat refused the stable access_token (errcode %s), which was "
+      .. "force-refreshed less than %d s ago", what, tostring(code), _M.REFRESH_INTERVAL), { errcode = code })
+  end
+  if new then
+    save(self, new)
+  elseif rec then
+    self.store:delete(self.key)  -- the next call fetches anew rather than send a refused token
+  end
+  if not new then return nil, msg, details end
+  return true
 end
 
 -- WeChat refused `failed` (errcode 40001, 40014, 42001 or 41001). Makes a fresh token available
@@ -225,46 +268,10 @@ function _M.rejected(self, failed, code, what)
   what = what or "token"
   if not self.refreshable then
     self.cached = nil  -- a provider may have a new token by the next call
-    return refused(self, what, code)
+    return self:refused(what, code)
   end
-  local l = lock(self, ":lock")
-  local rec = self:read()
-  if rec and rec.access_token ~= failed and fresh(self, rec) then
-    unlock(l)
-    return true
-  end
-  local now = self.now()
-  local marker = self.key .. ":refreshed"
-  -- the time is the value, so that a store that ignores ttls still keeps the rule
-  local last = tonumber(self.store:get(marker)) or self.last_refresh
-  local recent = last ~= nil and now - last < _M.REFRESH_INTERVAL
-  code = errors.integer(code)
-  if recent and not (self.last_worked == failed or self.store:get(self.key .. ":worked") == failed) then
-    unlock(l)
-    return errors.fail("token", format("%s: wechat refused the access_token (errcode %s); the one before "
-      .. "was replaced less than %d s ago and this one never worked, so it is not replaced again sooner",
-      what, tostring(code), _M.REFRESH_INTERVAL), { errcode = code })
-  end
-  if not recent then
-    self.last_refresh = now
-    self.store:set(marker, tostring(now), _M.REFRESH_INTERVAL)
-  end
-  -- within the 30 s a stable token cannot be force-refreshed: a plain fetch still finds a token
-  -- that another process force-refreshed meanwhile
-  local new, msg, details = self:fetch(self.mode == "stable" and not recent)
-  if new and new.access_token == failed then
-    unlock(l)
-    return errors.fail("token", format("%s: wechat refused the stable access_token (errcode %s), which was "
-      .. "force-refreshed less than %d s ago", what, tostring(code), _M.REFRESH_INTERVAL), { errcode = code })
-  end
-  if new then
-    save(self, new)
-  elseif rec then
-    self.store:delete(self.key)  -- the next call fetches anew rather than send a refused token
-  end
-  unlock(l)
-  if not new then return nil, msg, details end
-  return true
+  return store_mod.locked(self.store, self.key .. ":lock", self.lock_timeout,
+    replace, self, failed, code, what)
 end
 
 return _M

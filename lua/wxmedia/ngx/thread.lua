@@ -1,4 +1,4 @@
--- What the worker-thread VMs of ngx.run_worker_thread run: one HTTP exchange of the C core per call.
+-- What the worker-thread VMs of ngx.run_worker_thread run: one call of a C core session per task.
 --
 -- Such a VM is a plain LuaJIT state with package.path/cpath copied from the worker; it has no ngx.log,
 -- no ngx.sleep, no cosockets. It is pooled and reused, so module-level state lives per VM: we keep
@@ -6,14 +6,15 @@
 -- connections alive from one call to the next. A VM serves one task at a time, so a session is
 -- never used by two threads at once.
 --
--- The same function also serves the blocking fallback inside the worker itself (wxmedia.ngx without
--- a thread pool), so both paths return exactly the same values.
-local core = require "wxmedia.core"
+-- The same function also serves the blocking backend inside the worker itself (wxmedia.ngx without
+-- a thread pool), so both paths return exactly the same values: the core's own, which the worker's
+-- wxmedia.transport turns into nil, message, details.
+local transport = require "wxmedia.transport"
 
 local pairs, ipairs, type, tostring, pcall, error = pairs, ipairs, type, tostring, pcall, error
 local sort, concat = table.sort, table.concat
 
-local _M = { _VERSION = "0.1.0" }
+local _M = {}
 
 local METHODS = { upload = true, get = true, fetch = true, request = true }
 
@@ -46,10 +47,11 @@ local function session_for(opts)
       end
       count = 0
     end
-    local err
-    s, err = core.session(opts)
-    -- as wxmedia.client does in plain Lua: a session that cannot be made is a raised error
-    if not s then error("cannot create a wxmedia.core session: " .. tostring(err), 0) end
+    local core, why = transport.core()
+    if not core then
+      error("the C module wxmedia.core cannot be loaded in a worker thread: " .. tostring(why), 0)
+    end
+    s = core.session(opts)
     sessions[key], count = s, count + 1
   end
   return s

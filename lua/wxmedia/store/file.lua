@@ -6,14 +6,17 @@
 local io_open, os_remove, os_rename, pairs, setmetatable, tostring, type =
   io.open, os.remove, os.rename, pairs, setmetatable, tostring, type
 local cjson = require("cjson.safe").new()
+local transport = require "wxmedia.transport"
 
 local _M = {}
 local mt = { __index = _M }
 
 local DEFAULT_LOCK_TIMEOUT = 10
 
-local function core()
-  return require "wxmedia.core"
+-- The wall clock of the C core (os.time counts whole seconds only).
+local function wall_clock()
+  local _, time = transport.clock()
+  return (time or os.time)()
 end
 
 -- path: the JSON file (its folder must exist). opts: { now = function() -> wall seconds,
@@ -25,7 +28,7 @@ function _M.new(path, opts)
   opts = opts or {}
   return setmetatable({
     path = path,
-    now = opts.now or function() return core().time() end,
+    now = opts.now or wall_clock,
     lock_timeout = opts.lock_timeout or DEFAULT_LOCK_TIMEOUT,
   }, mt)
 end
@@ -67,7 +70,7 @@ end
 
 -- Read, change, write back, with the writers' lock held.
 local function update(self, change)
-  local lock, lerr = core().lock(self.path .. ".lock", self.lock_timeout)
+  local lock, lerr = transport.lock(self.path .. ".lock", self.lock_timeout)
   if not lock then return nil, "file store: " .. tostring(lerr) end
   local data = load(self)
   for k, e in pairs(data) do
@@ -97,7 +100,7 @@ end
 -- One lock file per key, next to the store (a key's characters reduced to a safe set).
 function _M.lock(self, key, timeout)
   local name = tostring(key):gsub("[^%w%._%-]", "_")
-  return core().lock(self.path .. "." .. name .. ".lock", timeout or self.lock_timeout)
+  return transport.lock(self.path .. "." .. name .. ".lock", timeout or self.lock_timeout)
 end
 
 return _M

@@ -1,0 +1,137 @@
+-- The only door to the C core (wxmedia.core): loading it, the facts it owns (its version, WeChat's
+-- base URL, the session options), and transports: objects that move one exchange's bytes and
+-- answer its result, or nil, message, details.
+--
+-- A transport runs over a backend with the methods of a core session (upload, get, fetch, request,
+-- each answering a result or nil, message, kind): by default a session of the core, made on first
+-- use so that creating a client costs no handle; in nginx, the adapter's worker-thread backend; in
+-- tests, any object of that shape. Whatever the backend, its failures become nil, message, details
+-- here, once, through wxmedia.errors (which passes every message through the one redaction).
+local error, pairs, pcall, require, setmetatable, tostring, type =
+  error, pairs, pcall, require, setmetatable, tostring, type
+local format = string.format
+local errors = require "wxmedia.errors"
+
+local _M = {}
+
+local core, core_error
+
+-- The C core, or nil and a message saying why it cannot be loaded.
+function _M.core()
+  if core == nil and core_error == nil then
+    local ok, c = pcall(require, "wxmedia.core")
+    if ok then core = c else core_error = tostring(c) end
+  end
+  return core, core_error
+end
+
+-- The failure of a call that needs the core when it cannot be loaded: kind config.
+function _M.unavailable(what)
+  local _, why = _M.core()
+  return errors.fail("config", format("%s: the C module wxmedia.core cannot be loaded (build it with "
+    .. "`make`, or install wxmedia with LuaRocks or `make install`): %s", what, tostring(why)))
+end
+
+local function from_core(name)
+  local c = _M.core()
+  return c and c[name]
+end
+
+-- The core's own facts, or nil when it cannot be loaded.
+function _M.version() return from_core("_VERSION") end
+function _M.default_base_url() return from_core("DEFAULT_BASE_URL") end
+
+-- { option name = Lua type name }: the options of a session, as the core checks them.
+function _M.session_options()
+  return from_core("SESSION_OPTIONS") or {}
+end
+
+-- The core's clock: sleep(seconds) and the wall clock in seconds, or nil when it cannot be loaded.
+function _M.clock()
+  local c = _M.core()
+  if not c then return nil end
+  return c.sleep, c.time
+end
+
+-- A failure answer of the core (or of a backend of its shape) as nil, message, details.
+local function failed(message, kind)
+  return errors.fail(kind or "transfer", message)
+end
+
+-- Helpers of the core that are not transfers: the same conversion.
+local function helper(name)
+  return function(...)
+    local c = _M.core()
+    if not c then return _M.unavailable(name) end
+    local res, msg, kind = c[name](...)
+    if res == nil then return failed(msg, kind) end
+    return res
+  end
+end
+_M.stat = helper("stat")
+_M.sha256_file = helper("sha256_file")
+_M.lock = helper("lock")
+
+local Transport = {}
+Transport.__index = Transport
+
+-- opts: { session = { the session options }, backend = an object of a session's shape (optional) }.
+-- The session options are checked here (raising like Lua's own argument checks), so that a bad one
+-- is reported where the client is made, not at its first call.
+function _M.new(opts, fname, level)
+  local session_opts = {}
+  local known = _M.session_options()
+  for name, value in pairs(opts.session or {}) do
+    local expected = known[name]
+    if expected and value ~= nil then
+      if type(value) ~= expected then
+        error(format("bad option '%s' to '%s' (%s expected, got %s)", name, fname or "new", expected,
+          type(value)), (level or 1) + 1)
+      end
+      session_opts[name] = value
+    end
+  end
+  return setmetatable({ session_opts = session_opts, backend = opts.backend }, Transport)
+end
+
+-- The options a session of this transport is made with (the nginx adapter hands them to its threads).
+function Transport.options(self)
+  return self.session_opts
+end
+
+-- The backend, made on first use: a session of the core.
+local function backend(self)
+  local b = self.backend
+  if b then return b end
+  local c = _M.core()
+  if not c then return nil end
+  b = c.session(self.session_opts)
+  self.backend = b
+  return b
+end
+
+local function call(self, what, method, ...)
+  local b = backend(self)
+  if not b then return _M.unavailable(what) end
+  local res, msg, kind = b[method](b, ...)
+  if res == nil then return failed(msg, kind) end
+  return res
+end
+
+-- upload(access_token, type, path, opts) -> { status, content_type, body } | nil, message, details
+function Transport.upload(self, ...) return call(self, "upload", "upload", ...) end
+-- get(access_token, media_id, path, opts) -> file result or body result | nil, message, details
+function Transport.get(self, ...) return call(self, "get", "get", ...) end
+-- fetch(url, path, opts) -> the same, for a URL a server gave (the video CDN)
+function Transport.fetch(self, ...) return call(self, "fetch", "fetch", ...) end
+-- request(method, path, opts) -> body result | nil, message, details (the token endpoints)
+function Transport.request(self, ...) return call(self, "request", "request", ...) end
+
+-- Closes the backend's session, if it has one.
+function Transport.close(self)
+  local b = self.backend
+  if b and type(b.close) == "function" then b:close() end
+end
+
+
+return _M
