@@ -120,6 +120,10 @@ describe("wxmedia.core faults", function()
       expect_failure({ route = "upload", kind = "delay", seconds = 3 }, "timeout", upload, { timeout = 0.5 })
     end)
 
+    it("a drip under the default low-speed limit (1 KiB/s; only its time shortened here)", function()
+      expect_failure({ route = "get", kind = "drip", rate = 200 }, "timeout", get, { low_speed_time = 1 })
+    end)
+
     it("a slow drip under the low-speed limit", function()
       expect_failure({ route = "get", kind = "drip", rate = 200 }, "timeout", get,
         { low_speed_limit = 100000, low_speed_time = 1 })

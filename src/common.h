@@ -11,11 +11,12 @@
 #include "compat.h"
 #include "response.h"       /* enum wxm_mode, and the header and body rules */
 
-#define WXMEDIA_VERSION   "wxmedia.core 0.1.0"
-#define WXMEDIA_UA_PREFIX "wxmedia/0.1"
+/* The project's version: the one place it is written (core._VERSION; the User-Agent) */
+#define WXMEDIA_VERSION   "0.1.0"
+#define WXMEDIA_UA_PREFIX "wxmedia/" WXMEDIA_VERSION
 #define WXMEDIA_SESSION   "wxmedia.session"
 #define WXMEDIA_LOCK      "wxmedia.lock"
-#define WXMEDIA_BASE_URL  "https://api.weixin.qq.com"
+#define WXMEDIA_BASE_URL  "https://api.weixin.qq.com"       /* core.DEFAULT_BASE_URL */
 #define WXMEDIA_MAX_BODY  ((size_t)1 << 20)      /* cap for bodies kept in memory: 1 MiB */
 #define WXMEDIA_RECV_BUFFER (100L * 1024)       /* libcurl receive buffer of downloads */
 
@@ -57,6 +58,10 @@ void wxm_session_open (lua_State *L);
 /* {====== transfer.c: one call on a session: callbacks, perform, results ====== */
 enum wxm_abort { WXM_NOT_ABORTED, WXM_ABORT_FALSE, WXM_ABORT_ERROR };
 
+struct wxm_transfer;
+/* Where a response body goes; returns n, or 0 to stop the transfer (CURLE_WRITE_ERROR). */
+typedef size_t (*wxm_writer) (struct wxm_transfer *t, const char *p, size_t n);
+
 typedef struct wxm_transfer {
   lua_State *L;                   /* set just before curl_easy_perform */
   wxm_session *s;
@@ -68,6 +73,7 @@ typedef struct wxm_transfer {
   size_t max_body;
   int over_cap;
   enum wxm_mode mode;
+  wxm_writer write;               /* set by a download; NULL keeps the body in memory */
   int media_get;                  /* 1: media/get rules for "file or JSON"; 0: CDN rules */
   int follow;                     /* follow redirects (fetch) */
   const char *upload_path;        /* the file an upload reads (to name READ_ERROR) */
@@ -89,13 +95,11 @@ void wxm_transfer_end (wxm_transfer *t);
 int wxm_push_failure (lua_State *L, wxm_transfer *t, CURLcode rc);
 int wxm_push_body_result (lua_State *L, wxm_transfer *t);
 int wxm_body_add (wxm_transfer *t, const char *p, size_t n);
-int wxm_url_terminate (wxm_buf *b);
 long wxm_status (wxm_transfer *t);
 const char *wxm_content_type (wxm_transfer *t);
 /* }====== */
 
 /* {====== download.c / upload.c / request.c: the session's methods ====== */
-size_t wxm_download_write (wxm_transfer *t, const char *p, size_t n);
 int wxm_s_get (lua_State *L);
 int wxm_s_fetch (lua_State *L);
 int wxm_s_upload (lua_State *L);
@@ -105,6 +109,7 @@ int wxm_s_request (lua_State *L);
 /* {====== url.c ====== */
 int wxm_url_join (wxm_buf *b, const char *base, const char *path);
 int wxm_url_param (wxm_buf *b, CURL *curl, const char *key, const char *value, size_t vlen);
+int wxm_url_terminate (wxm_buf *b);
 /* }====== */
 
 /* {====== errors.c: kinds and messages ====== */
@@ -123,6 +128,7 @@ void wxm_sha256_open (lua_State *L);   /* sha256_file */
 void wxm_clock_open (lua_State *L);    /* now, time, sleep */
 void wxm_lock_open (lua_State *L);     /* lock */
 double wxm_monotonic (void);
+void wxm_sleep (double seconds);       /* the whole time, even when a signal interrupts it */
 /* }====== */
 
 #endif

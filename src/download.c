@@ -112,7 +112,7 @@ static size_t sniff (wxm_transfer *t, const char *p, size_t n) {
   }
 }
 
-size_t wxm_download_write (wxm_transfer *t, const char *p, size_t n) {
+static size_t download_write (wxm_transfer *t, const char *p, size_t n) {
   if (t->mode == WXM_UNDECIDED) decide(t);
   switch (t->mode) {
     case WXM_SNIFF: return sniff(t, p, n);
@@ -204,6 +204,7 @@ static int download (lua_State *L, wxm_transfer *t, const char *path) {
   }
   t->path = path;
   t->mode = WXM_UNDECIDED;
+  t->write = download_write;
   rc = curl_easy_setopt(s->curl, CURLOPT_URL, s->body.data);
   if (rc == CURLE_OK) rc = curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
   if (rc == CURLE_OK) rc = wxm_perform(L, t);

@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -16,13 +15,6 @@
 typedef struct wxm_lock {
   int fd;                 /* -1 once unlocked */
 } wxm_lock;
-
-static void nap (double seconds) {
-  struct timespec req, rem;
-  req.tv_sec = (time_t)seconds;
-  req.tv_nsec = (long)((seconds - (double)req.tv_sec) * 1e9);
-  while (nanosleep(&req, &rem) != 0 && errno == EINTR) req = rem;
-}
 
 static void release (wxm_lock *k) {
   if (k->fd >= 0) {
@@ -56,7 +48,7 @@ static int core_lock (lua_State *L) {
       return wxm_fail(L, "timeout", "%s is locked by another holder (waited %g s)", path,
                       timeout > 0 ? timeout : 0);
     }
-    nap(deadline - now < wait ? deadline - now : wait);
+    wxm_sleep(deadline - now < wait ? deadline - now : wait);
     if (wait < 0.05) wait *= 2;          /* short naps first: a token refresh takes milliseconds */
   }
 }

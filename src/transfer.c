@@ -69,7 +69,7 @@ int wxm_body_add (wxm_transfer *t, const char *p, size_t n) {
 static size_t write_cb (char *p, size_t size, size_t nmemb, void *ud) {
   wxm_transfer *t = (wxm_transfer *)ud;
   size_t n = size * nmemb;
-  if (t->mode != WXM_BODY) return wxm_download_write(t, p, n);
+  if (t->write != NULL) return t->write(t, p, n);
   return wxm_body_add(t, p, n) ? n : 0;
 }
 
