@@ -83,6 +83,8 @@ typedef struct wxm_transfer {
   int fd;
   curl_off_t written;
   int io_errno;                   /* set when writing or creating the temp file failed */
+  const char *fail_kind;          /* a failure a callback found, reported after perform */
+  char fail_msg[1024];
   int has_cd;
   char cd[1024];                  /* Content-Disposition of the final response */
 } wxm_transfer;
@@ -92,6 +94,7 @@ int wxm_table_arg (lua_State *L, int arg);
 void wxm_transfer_options (lua_State *L, wxm_transfer *t, int opts, int allow_max_body);
 CURLcode wxm_perform (lua_State *L, wxm_transfer *t);
 void wxm_transfer_end (wxm_transfer *t);
+void wxm_defer (wxm_transfer *t, const char *kind, const char *fmt, ...) WXM_PRINTF(3, 4);
 int wxm_push_failure (lua_State *L, wxm_transfer *t, CURLcode rc);
 int wxm_push_body_result (lua_State *L, wxm_transfer *t);
 int wxm_body_add (wxm_transfer *t, const char *p, size_t n);
@@ -112,9 +115,8 @@ int wxm_url_param (wxm_buf *b, CURL *curl, const char *key, const char *value, s
 int wxm_url_terminate (wxm_buf *b);
 /* }====== */
 
-/* {====== errors.c: kinds and messages ====== */
+/* {====== errors.c: kinds and messages (nil, detail, kind) ====== */
 int wxm_fail (lua_State *L, const char *kind, const char *fmt, ...) WXM_PRINTF(3, 4);
-void wxm_redact (char *out, size_t outsize, const char *in);
 const char *wxm_kind_of (CURLcode rc);
 void wxm_lower_first (char *s);
 /* strerror(e) with a lowercase first letter, in the caller's buffer: wxm_strerror(e, buf, size) */

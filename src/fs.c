@@ -39,7 +39,7 @@ static int core_stat (lua_State *L) {
   lua_Integer n = luaL_optinteger(L, 2, 0);
   struct stat st;
   luaL_argcheck(L, n >= 0 && n <= HEAD_MAX, 2, "head size out of range (0 to 256)");
-  if (stat(path, &st) != 0) return wxm_fail(L, "input", "cannot stat %s: %s", path, WXM_STRERROR(errno));
+  if (stat(path, &st) != 0) return wxm_fail(L, "input", "cannot access %s: %s", path, WXM_STRERROR(errno));
   lua_createtable(L, 0, 4);
   if (n > 0 && S_ISREG(st.st_mode) && push_head(L, path, (size_t)n)) lua_setfield(L, -2, "head");
   wxm_pushsize(L, st.st_size);

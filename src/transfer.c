@@ -5,6 +5,7 @@
 ** lua_pcall, and its error is kept and reported after curl_easy_perform returns.
 */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,12 +189,23 @@ const char *wxm_content_type (wxm_transfer *t) {
   return ct;
 }
 
+/* A failure found inside a callback (the first one wins), reported once perform returned. */
+void wxm_defer (wxm_transfer *t, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  if (t->fail_kind != NULL) return;
+  t->fail_kind = kind;
+  va_start(ap, fmt);
+  vsnprintf(t->fail_msg, sizeof t->fail_msg, fmt, ap);
+  va_end(ap);
+}
+
 /*
-** libcurl's sentences in our lowercase style: "Operation too slow. Less than" becomes
-** "operation too slow: less than", "port 1 after 0 ms: Couldn't connect" "...: couldn't connect".
+** libcurl's sentences in our style: "Operation too slow. Less than" becomes "operation too slow:
+** less than", "port 1 after 0 ms: Couldn't connect" "...: couldn't connect", no final period.
 */
 static void tidy_curl_text (char *s) {
   char *p;
+  size_t n;
   wxm_lower_first(s);
   for (p = s; *p != '\0'; p++) {
     if ((p[0] == '.' || p[0] == ':') && p[1] == ' ') {
@@ -201,6 +213,29 @@ static void tidy_curl_text (char *s) {
       wxm_lower_first(p + 2);
     }
   }
+  n = strlen(s);
+  while (n > 0 && (s[n - 1] == '.' || s[n - 1] == '\n' || s[n - 1] == ' ')) s[--n] = '\0';
+}
+
+/*
+** An https URL to a plain HTTP port: OpenSSL reads "HTTP/1.1 400" as a TLS record of a wrong
+** version. Said in the caller's terms, with the host and port from the URL (never its query).
+*/
+static int push_not_tls (lua_State *L, wxm_transfer *t) {
+  char *url = NULL, *host = NULL, *port = NULL;
+  CURLU *u = curl_url();
+  int n;
+  curl_easy_getinfo(t->s->curl, CURLINFO_EFFECTIVE_URL, &url);
+  if (u != NULL && url != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+    (void)curl_url_get(u, CURLUPART_HOST, &host, 0);
+    (void)curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
+  }
+  n = wxm_fail(L, "tls", "the server at %s:%s does not speak TLS (is the URL http://?)",
+               host ? host : "?", port ? port : "?");
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(u);
+  return n;
 }
 
 /* nil, message, kind for a call that got no usable HTTP response. Call wxm_transfer_end first. */
@@ -209,18 +244,21 @@ int wxm_push_failure (lua_State *L, wxm_transfer *t, CURLcode rc) {
   snprintf(detail, sizeof detail, "%s", t->s->errbuf[0] != '\0' ? t->s->errbuf : curl_easy_strerror(rc));
   tidy_curl_text(detail);
   wxm_buf_reset(&t->s->body);
+  if (t->fail_kind != NULL) return wxm_fail(L, t->fail_kind, "%s", t->fail_msg);
   if (rc == CURLE_ABORTED_BY_CALLBACK && t->aborted == WXM_ABORT_FALSE)
-    return wxm_fail(L, "aborted", "the progress function returned false");
+    return wxm_fail(L, "aborted", "the transfer was stopped by the progress function");
   if (rc == CURLE_ABORTED_BY_CALLBACK && t->aborted == WXM_ABORT_ERROR)
     return wxm_fail(L, "aborted", "the progress function raised an error: %s", t->cb_error);
   if (rc == CURLE_WRITE_ERROR && t->over_cap)
-    return wxm_fail(L, "transfer", "the response body was over the cap of %lu bytes",
-                    (unsigned long)t->max_body);
+    return wxm_fail(L, "transfer", "the answer (HTTP %ld) was over the cap of %lu bytes for a body kept in memory",
+                    wxm_status(t), (unsigned long)t->max_body);
   if (rc == CURLE_WRITE_ERROR && t->io_errno != 0)
     return wxm_fail(L, "io", "cannot write %s: %s", t->path ? t->path : "the response body",
                     WXM_STRERROR(t->io_errno));
   if (rc == CURLE_READ_ERROR && t->upload_path != NULL)
     return wxm_fail(L, "input", "cannot read %s: %s", t->upload_path, detail);
+  if (rc == CURLE_SSL_CONNECT_ERROR && strstr(detail, "wrong version number") != NULL)
+    return push_not_tls(L, t);
   return wxm_fail(L, wxm_kind_of(rc), "%s", detail);
 }
 
