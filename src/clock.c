@@ -27,15 +27,17 @@ static int core_time (lua_State *L) {
   return 1;
 }
 
-/* Sleeps the whole time even when a signal interrupts it. */
-static int core_sleep (lua_State *L) {
-  double seconds = (double)luaL_checknumber(L, 1);
+void wxm_sleep (double seconds) {
   struct timespec req, rem;
-  if (!(seconds > 0)) return 0;          /* also NaN */
+  if (!(seconds > 0)) return;            /* also NaN */
   if (seconds > 1e9) seconds = 1e9;
   req.tv_sec = (time_t)seconds;
   req.tv_nsec = (long)((seconds - (double)req.tv_sec) * 1e9);
   while (nanosleep(&req, &rem) != 0 && errno == EINTR) req = rem;
+}
+
+static int core_sleep (lua_State *L) {
+  wxm_sleep((double)luaL_checknumber(L, 1));
   return 0;
 }
 

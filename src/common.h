@@ -6,16 +6,18 @@
 #define WXMEDIA_COMMON_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <curl/curl.h>
 
 #include "compat.h"
 #include "response.h"       /* enum wxm_mode, and the header and body rules */
 
-#define WXMEDIA_VERSION   "wxmedia.core 0.1.0"
-#define WXMEDIA_UA_PREFIX "wxmedia/0.1"
+/* The project's version: the one place it is written (core._VERSION; the User-Agent) */
+#define WXMEDIA_VERSION   "0.1.0"
+#define WXMEDIA_UA_PREFIX "wxmedia/" WXMEDIA_VERSION
 #define WXMEDIA_SESSION   "wxmedia.session"
 #define WXMEDIA_LOCK      "wxmedia.lock"
-#define WXMEDIA_BASE_URL  "https://api.weixin.qq.com"
+#define WXMEDIA_BASE_URL  "https://api.weixin.qq.com"       /* core.DEFAULT_BASE_URL */
 #define WXMEDIA_MAX_BODY  ((size_t)1 << 20)      /* cap for bodies kept in memory: 1 MiB */
 #define WXMEDIA_RECV_BUFFER (100L * 1024)       /* libcurl receive buffer of downloads */
 
@@ -24,6 +26,9 @@
 #else
 #define WXM_PRINTF(f, a)
 #endif
+
+/* A string read with its length holds a NUL byte: C would see a shorter one (a cut path). */
+#define WXM_HAS_NUL(s, len) (strlen(s) != (len))
 
 /* {====== buffer.c: a growable byte buffer (response bodies, URLs) ====== */
 typedef struct wxm_buf {
@@ -37,6 +42,21 @@ void wxm_buf_reset (wxm_buf *b);
 void wxm_buf_free (wxm_buf *b);
 /* }====== */
 
+/* {====== temp.c: temp files beside a destination, registered so a signal handler can remove them ====== */
+typedef struct wxm_temp {
+  int fd;                         /* -1 when closed */
+  int slot;                       /* its entry in the registry; -1 when the registry was full */
+  char *path;                     /* malloc'd; NULL when there is no temp file */
+} wxm_temp;
+
+#define WXM_TEMP_NONE { -1, -1, NULL }
+int wxm_temp_open (wxm_temp *tmp, const char *beside, mode_t mode);        /* 0, or an errno */
+int wxm_temp_close (wxm_temp *tmp, int sync);                            /* 0, or an errno */
+int wxm_temp_rename (wxm_temp *tmp, const char *dest, int no_replace);   /* 0, or an errno */
+void wxm_temp_discard (wxm_temp *tmp);
+void wxm_temp_open_lib (lua_State *L);    /* remove_temp_files_on_signals */
+/* }====== */
+
 /* {====== session.c: the session userdata ====== */
 typedef struct wxm_session {
   CURL *curl;                     /* NULL once closed */
@@ -45,7 +65,7 @@ typedef struct wxm_session {
   curl_mime *mime;                /* the current upload's form */
   struct curl_slist *headers;     /* the current call's extra request headers */
   int fsync;                      /* flush a downloaded file to disk before renaming it */
-  int busy;                       /* inside curl_easy_perform: its own progress function runs */
+  int busy;                       /* inside curl_easy_perform: its own Lua callbacks run */
   char errbuf[CURL_ERROR_SIZE];
 } wxm_session;
 
@@ -57,45 +77,65 @@ void wxm_session_open (lua_State *L);
 /* {====== transfer.c: one call on a session: callbacks, perform, results ====== */
 enum wxm_abort { WXM_NOT_ABORTED, WXM_ABORT_FALSE, WXM_ABORT_ERROR };
 
+struct wxm_transfer;
+/* Where a response body goes; returns n, or 0 to stop the transfer (CURLE_WRITE_ERROR). */
+typedef size_t (*wxm_writer) (struct wxm_transfer *t, const char *p, size_t n);
+
 typedef struct wxm_transfer {
-  lua_State *L;                   /* set just before curl_easy_perform */
+  lua_State *L;                   /* the state (or coroutine) of this very call */
   wxm_session *s;
-  int progress;                   /* stack index of the progress function, 0 for none */
-  double progress_at;             /* monotonic time of its last call */
-  curl_off_t progress_dl, progress_ul;   /* what it was last told */
+  /* stack indexes of what the call keeps on the Lua stack while it runs */
+  int tick;                       /* called at most ~10 times a second: progress, or a no-op */
+  int progress;                   /* 1 when tick is the caller's progress function */
+  int raised;                     /* the error a Lua callback raised, re-raised after cleanup */
+  int keep;                       /* a value kept alive (on_file's chosen path) */
+  double tick_at;                 /* monotonic time of tick's last call */
+  curl_off_t progress_dl, progress_ul;   /* what progress was last told */
   enum wxm_abort aborted;
-  char cb_error[512];             /* the progress callback's error, when it raised */
   size_t max_body;
   int over_cap;
   enum wxm_mode mode;
+  wxm_writer write;               /* set by a download; NULL keeps the body in memory */
   int media_get;                  /* 1: media/get rules for "file or JSON"; 0: CDN rules */
   int follow;                     /* follow redirects (fetch) */
-  const char *upload_path;        /* the file an upload reads (to name READ_ERROR) */
+  int block_private;              /* refuse to connect to a private address (fetch) */
+  char blocked[64];               /* the private address refused, as text */
+  const char *fail_kind;          /* a failure a callback found, reported after perform */
+  char fail_msg[1024];
+  /* an upload: the file, opened once, sent as exactly upload_size bytes */
+  const char *upload_path;
+  int upload_fd;
+  curl_off_t upload_size, upload_pos;
   /* a download to a file */
-  const char *path;               /* destination */
-  char *tmp_path;                 /* malloc'd; NULL when no temp file exists */
-  int fd;
+  const char *path;               /* the destination as the caller (or on_file) named it */
+  char *target;                   /* malloc'd: the regular file a symlink at path points to */
+  int on_file;                    /* stack index of the on_file function, 0 for none */
+  int in_place;                   /* a FIFO or a character device: written straight into */
+  int no_replace;                 /* never replace an existing file */
+  int replace_mode;               /* -1: a new file; else the permission bits of the one replaced */
+  wxm_temp tmp;
+  int fd;                         /* where the body goes: tmp.fd, or the in-place destination */
   curl_off_t written;
-  int io_errno;                   /* set when writing or creating the temp file failed */
   int has_cd;
-  char cd[1024];                  /* Content-Disposition of the final response */
+  char cd[WXM_CD_MAX];            /* Content-Disposition of the final response */
 } wxm_transfer;
 
 void wxm_transfer_init (wxm_transfer *t, lua_State *L, wxm_session *s);
 int wxm_table_arg (lua_State *L, int arg);
 void wxm_transfer_options (lua_State *L, wxm_transfer *t, int opts, int allow_max_body);
+int wxm_call (wxm_transfer *t, int nargs, int nresults);
 CURLcode wxm_perform (lua_State *L, wxm_transfer *t);
 void wxm_transfer_end (wxm_transfer *t);
+void wxm_defer (wxm_transfer *t, const char *kind, const char *fmt, ...) WXM_PRINTF(3, 4);
 int wxm_push_failure (lua_State *L, wxm_transfer *t, CURLcode rc);
 int wxm_push_body_result (lua_State *L, wxm_transfer *t);
 int wxm_body_add (wxm_transfer *t, const char *p, size_t n);
-int wxm_url_terminate (wxm_buf *b);
 long wxm_status (wxm_transfer *t);
 const char *wxm_content_type (wxm_transfer *t);
+void wxm_transfer_open (lua_State *L);   /* the no-op tick, in the registry */
 /* }====== */
 
 /* {====== download.c / upload.c / request.c: the session's methods ====== */
-size_t wxm_download_write (wxm_transfer *t, const char *p, size_t n);
 int wxm_s_get (lua_State *L);
 int wxm_s_fetch (lua_State *L);
 int wxm_s_upload (lua_State *L);
@@ -105,11 +145,17 @@ int wxm_s_request (lua_State *L);
 /* {====== url.c ====== */
 int wxm_url_join (wxm_buf *b, const char *base, const char *path);
 int wxm_url_param (wxm_buf *b, CURL *curl, const char *key, const char *value, size_t vlen);
+int wxm_url_terminate (wxm_buf *b);
 /* }====== */
 
-/* {====== errors.c: kinds and messages ====== */
+/* {====== address.c: is an address one that fetch must not reach? ====== */
+struct sockaddr;
+int wxm_address_private (const struct sockaddr *sa, char *text, size_t textsize);
+int wxm_address_private_text (const char *ip);
+/* }====== */
+
+/* {====== errors.c: kinds and messages (nil, detail, kind) ====== */
 int wxm_fail (lua_State *L, const char *kind, const char *fmt, ...) WXM_PRINTF(3, 4);
-void wxm_redact (char *out, size_t outsize, const char *in);
 const char *wxm_kind_of (CURLcode rc);
 void wxm_lower_first (char *s);
 /* strerror(e) with a lowercase first letter, in the caller's buffer: wxm_strerror(e, buf, size) */
@@ -118,11 +164,12 @@ const char *wxm_strerror (int e, char *buf, size_t size);
 /* }====== */
 
 /* {====== helpers in their own files, registered into the module table ====== */
-void wxm_fs_open (lua_State *L);       /* stat */
+void wxm_fs_open (lua_State *L);       /* stat, lstat, write_private */
 void wxm_sha256_open (lua_State *L);   /* sha256_file */
 void wxm_clock_open (lua_State *L);    /* now, time, sleep */
 void wxm_lock_open (lua_State *L);     /* lock */
 double wxm_monotonic (void);
+void wxm_sleep (double seconds);       /* the whole time, even when a signal interrupts it */
 /* }====== */
 
 #endif

@@ -8,7 +8,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
-#include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -16,13 +16,6 @@
 typedef struct wxm_lock {
   int fd;                 /* -1 once unlocked */
 } wxm_lock;
-
-static void nap (double seconds) {
-  struct timespec req, rem;
-  req.tv_sec = (time_t)seconds;
-  req.tv_nsec = (long)((seconds - (double)req.tv_sec) * 1e9);
-  while (nanosleep(&req, &rem) != 0 && errno == EINTR) req = rem;
-}
 
 static void release (wxm_lock *k) {
   if (k->fd >= 0) {
@@ -32,16 +25,29 @@ static void release (wxm_lock *k) {
   }
 }
 
-/* core.lock(path, timeout) -> lock, or nil, message, "timeout"|"io" */
+/*
+** core.lock(path, timeout) -> lock, or nil, message, "timeout"|"io" (or "input" for a NUL byte).
+** The lock file is created 0600, never through a symlink (O_NOFOLLOW), and must be a regular file:
+** a planted link, FIFO or directory is refused, not opened (O_NONBLOCK: a FIFO cannot hang it).
+*/
 static int core_lock (lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
   double timeout = (double)luaL_optnumber(L, 2, 0);
   double deadline = wxm_monotonic() + (timeout > 0 ? timeout : 0), wait = 0.005;
-  wxm_lock *k = (wxm_lock *)lua_newuserdatauv(L, sizeof *k, 0);
+  struct stat st;
+  wxm_lock *k;
+  if (WXM_HAS_NUL(path, len)) return wxm_fail(L, "input", "the path holds a NUL byte");
+  k = (wxm_lock *)lua_newuserdatauv(L, sizeof *k, 0);
   k->fd = -1;
   luaL_setmetatable(L, WXMEDIA_LOCK);
-  k->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  k->fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0600);
+  if (k->fd < 0 && errno == ELOOP) return wxm_fail(L, "io", "%s is a symbolic link", path);
   if (k->fd < 0) return wxm_fail(L, "io", "cannot open %s: %s", path, WXM_STRERROR(errno));
+  if (fstat(k->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    release(k);
+    return wxm_fail(L, "io", "%s is not a regular file", path);
+  }
   for (;;) {
     double now;
     if (flock(k->fd, LOCK_EX | LOCK_NB) == 0) return 1;
@@ -56,7 +62,7 @@ static int core_lock (lua_State *L) {
       return wxm_fail(L, "timeout", "%s is locked by another holder (waited %g s)", path,
                       timeout > 0 ? timeout : 0);
     }
-    nap(deadline - now < wait ? deadline - now : wait);
+    wxm_sleep(deadline - now < wait ? deadline - now : wait);
     if (wait < 0.05) wait *= 2;          /* short naps first: a token refresh takes milliseconds */
   }
 }

@@ -17,16 +17,24 @@ static int contains_nocase (const char *s, const char *word) {
 
 enum wxm_mode wxm_decide (long status, const char *ct, int media_get, int has_cd) {
   int texty = ct != NULL && (contains_nocase(ct, "json") || strncasecmp(ct, "text/", 5) == 0);
-  if (status < 200 || status > 299 || texty || (media_get && !has_cd)) return WXM_BODY;
-  return media_get ? WXM_SNIFF : WXM_FILE;
+  if (status != 200 || texty || (media_get && !has_cd)) return WXM_BODY;
+  return WXM_SNIFF;
 }
+
+/* A UTF-8 byte order mark: JSON written by some servers (and editors) starts with one. */
+static const unsigned char BOM[3] = { 0xEF, 0xBB, 0xBF };
 
 enum wxm_sniff wxm_sniff_body (const char *data, size_t len, size_t from, long long cl,
                                size_t max_body) {
-  size_t i;
-  for (i = from; i < len && isspace((unsigned char)data[i]); i++) {}
+  size_t bom = 0, i;
+  while (bom < sizeof BOM && bom < len && (unsigned char)data[bom] == BOM[bom]) bom++;
+  if (bom == len && bom < sizeof BOM) return WXM_SNIFF_MORE;     /* nothing, or a BOM's first bytes */
+  if (bom < sizeof BOM) bom = 0;
+  /* data[0..from) was blank, or the first bytes of a BOM (then from < 3): those are looked at again */
+  i = from < sizeof BOM ? bom : (from > bom ? from : bom);
+  for (; i < len && isspace((unsigned char)data[i]); i++) {}
   if (i >= len)          /* all blank so far */
-    return len <= max_body ? WXM_SNIFF_MORE : WXM_SNIFF_FILE;
+    return len <= max_body ? WXM_SNIFF_MORE : WXM_SNIFF_OVER_CAP;
   if (data[i] == '{' && (cl < 0 || (long long)max_body >= cl))
     return len > max_body ? WXM_SNIFF_OVER_CAP : WXM_SNIFF_JSON;
   return WXM_SNIFF_FILE;

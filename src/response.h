@@ -9,27 +9,38 @@
 
 #include <stddef.h>
 
+/* The room kept for a Content-Disposition value (the core's and the fuzz harness's buffers). */
+#define WXM_CD_MAX 1024
+
 /* What becomes of a download's body. */
 enum wxm_mode {
   WXM_BODY,        /* keep the body in memory (capped) */
   WXM_UNDECIDED,   /* a download before its first body byte */
-  WXM_SNIFF,       /* a media/get that looks like a file: waiting for the first non-blank byte */
+  WXM_SNIFF,       /* looks like a file: waiting for the first byte that is not a BOM or a blank */
   WXM_FILE         /* streaming into the temp file */
 };
 
-/* What the first bytes of a sniffed body say. */
+/*
+** What the first bytes of a sniffed body say. A body that ends while the answer is still MORE
+** (empty, only blanks, only a BOM) is not a file: it is kept in memory, as an error document.
+*/
 enum wxm_sniff {
-  WXM_SNIFF_MORE,      /* blank so far, and within the cap: wait for more */
-  WXM_SNIFF_FILE,      /* the file itself (or too many blanks to hold): write it */
-  WXM_SNIFF_JSON,      /* starts with '{' and is small: WeChat's JSON, kept in memory */
-  WXM_SNIFF_OVER_CAP   /* JSON, but more of it than the cap: fail the call */
+  WXM_SNIFF_MORE,      /* empty or blank so far (after an optional UTF-8 BOM), within the cap */
+  WXM_SNIFF_FILE,      /* the file itself: write it */
+  WXM_SNIFF_JSON,      /* starts with '{' (after a BOM and blanks) and is small: an error document */
+  WXM_SNIFF_OVER_CAP   /* an error document (JSON or blanks) larger than the cap: fail the call */
 };
 
-/* From the status and headers alone. media_get: 1 for media/get's rules, 0 for a CDN's. */
+/*
+** From the status and headers alone: WXM_BODY (kept in memory) or WXM_SNIFF (a file, unless its
+** first bytes say otherwise). Only a 200 can be a file, for media/get and a CDN alike: a 204 has no
+** body, a 206 is a part of one, any other status is an error page. media_get: 1 for media/get's
+** rules (a file has a Content-Disposition), 0 for a CDN's.
+*/
 enum wxm_mode wxm_decide (long status, const char *content_type, int media_get, int has_cd);
 
 /*
-** data[0..len) is all of a sniffed body so far; data[0..from) was already found blank.
+** data[0..len) is all of a sniffed body so far; data[0..from) was already found MORE.
 ** content_length: the response's Content-Length, or -1 when it has none.
 */
 enum wxm_sniff wxm_sniff_body (const char *data, size_t len, size_t from, long long content_length,

@@ -10,9 +10,33 @@
 
 #include "common.h"
 
-static const char *const option_names[] = {
-  "base_url", "timeout", "connect_timeout", "low_speed_limit", "low_speed_time",
-  "cainfo", "capath", "proxy", "user_agent", "verify", "fsync", NULL
+/*
+** The session options, in one array: session() checks a table against it, applies it, and the
+** module exports it as core.SESSION_OPTIONS (name -> Lua type name), so the Lua layer cannot list
+** other options than these. Numbers have a default and a scale (seconds to ms); a string option
+** left out keeps libcurl's default; base_url, verify and fsync are the session's own (curl = 0).
+** An option string holding a NUL byte raises (misuse, like a wrong type): it is the program's
+** configuration, not a value from the world (those come back as nil, message, "input").
+*/
+static const struct session_option {
+  const char *name;
+  int type;                       /* LUA_TSTRING, LUA_TNUMBER or LUA_TBOOLEAN */
+  CURLoption curl;
+  double def, scale;
+} options[] = {
+  { "base_url", LUA_TSTRING, (CURLoption)0, 0, 0 },
+  { "timeout", LUA_TNUMBER, CURLOPT_TIMEOUT_MS, 0, 1000 },              /* none */
+  { "connect_timeout", LUA_TNUMBER, CURLOPT_CONNECTTIMEOUT_MS, 10, 1000 },
+  /* a stall that lasts: under 1 KiB/s for 30 s (libcurl's default, 1 B/s, let a drip run forever) */
+  { "low_speed_limit", LUA_TNUMBER, CURLOPT_LOW_SPEED_LIMIT, 1024, 1 },
+  { "low_speed_time", LUA_TNUMBER, CURLOPT_LOW_SPEED_TIME, 30, 1 },
+  { "cainfo", LUA_TSTRING, CURLOPT_CAINFO, 0, 0 },
+  { "capath", LUA_TSTRING, CURLOPT_CAPATH, 0, 0 },
+  { "proxy", LUA_TSTRING, CURLOPT_PROXY, 0, 0 },
+  { "user_agent", LUA_TSTRING, CURLOPT_USERAGENT, 0, 0 },
+  { "verify", LUA_TBOOLEAN, (CURLoption)0, 0, 0 },
+  { "fsync", LUA_TBOOLEAN, (CURLoption)0, 0, 0 },
+  { NULL, LUA_TNIL, (CURLoption)0, 0, 0 }
 };
 
 static void session_release (wxm_session *s) {
@@ -49,9 +73,9 @@ static void check_known_options (lua_State *L, int idx) {
     int known = 0;
     if (lua_type(L, -2) == LUA_TSTRING) {
       const char *key = lua_tostring(L, -2);
-      int i;
-      for (i = 0; option_names[i] != NULL; i++)
-        if (strcmp(key, option_names[i]) == 0) known = 1;
+      const struct session_option *o;
+      for (o = options; o->name != NULL; o++)
+        if (strcmp(key, o->name) == 0) known = 1;
     }
     if (!known)
       luaL_argerror(L, idx, lua_type(L, -2) == LUA_TSTRING
@@ -72,50 +96,41 @@ int wxm_field (lua_State *L, int idx, const char *key, int type) {
   return t != LUA_TNIL;
 }
 
-static double number_option (lua_State *L, int idx, const char *key, double def) {
-  double v = def;
-  if (idx != 0 && wxm_field(L, idx, key, LUA_TNUMBER)) {
-    v = (double)lua_tonumber(L, -1);
+/* Pushes option o's value from the table at idx (0: none), checked; returns 0 when absent. */
+static int option_value (lua_State *L, int idx, const struct session_option *o) {
+  if (idx == 0) {
+    lua_pushnil(L);
+    return 0;
+  }
+  if (!wxm_field(L, idx, o->name, o->type)) return 0;
+  if (o->type == LUA_TNUMBER) {
+    double v = (double)lua_tonumber(L, -1);
     if (!(v >= 0 && v < 1e9))
-      luaL_argerror(L, idx, lua_pushfstring(L, "field '%s' out of range", key));
+      luaL_argerror(L, idx, lua_pushfstring(L, "field '%s' out of range", o->name));
   }
-  if (idx != 0) lua_pop(L, 1);
-  return v;
+  else if (o->type == LUA_TSTRING) {
+    size_t len;
+    const char *v = lua_tolstring(L, -1, &len);
+    if (strlen(v) != len)
+      luaL_argerror(L, idx, lua_pushfstring(L, "field '%s' holds a NUL byte", o->name));
+  }
+  return 1;
 }
 
-/* Sets a string option (libcurl copies it); a missing field leaves libcurl's default. */
-static CURLcode string_option (lua_State *L, int idx, CURL *curl, const char *key, CURLoption opt) {
-  CURLcode rc = CURLE_OK;
-  if (idx != 0) {
-    if (wxm_field(L, idx, key, LUA_TSTRING)) rc = curl_easy_setopt(curl, opt, lua_tostring(L, -1));
-    lua_pop(L, 1);
-  }
-  return rc;
-}
-
+/* Checks every option, then sets the handle's: the session's defaults, then the table's. */
 static CURLcode apply_options (lua_State *L, int idx, wxm_session *s) {
   CURL *c = s->curl;
   CURLcode rc = CURLE_OK;
   char ua[128];
   const curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
-  long verify = 1;
+  const struct session_option *o;
 
   snprintf(ua, sizeof ua, "%s (libcurl/%s)", WXMEDIA_UA_PREFIX, info->version);
-  if (idx != 0) {
-    if (wxm_field(L, idx, "verify", LUA_TBOOLEAN) && !lua_toboolean(L, -1)) verify = 0;
-    lua_pop(L, 1);
-    if (wxm_field(L, idx, "fsync", LUA_TBOOLEAN) && !lua_toboolean(L, -1)) s->fsync = 0;
-    lua_pop(L, 1);
-  }
 #define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
   /* no signals (threads, OpenResty); timeouts are libcurl's own clocks */
   SET(CURLOPT_NOSIGNAL, 1L);
-  SET(CURLOPT_TIMEOUT_MS, (long)(number_option(L, idx, "timeout", 0) * 1000));
-  SET(CURLOPT_CONNECTTIMEOUT_MS, (long)(number_option(L, idx, "connect_timeout", 10) * 1000));
-  SET(CURLOPT_LOW_SPEED_LIMIT, (long)number_option(L, idx, "low_speed_limit", 1));
-  SET(CURLOPT_LOW_SPEED_TIME, (long)number_option(L, idx, "low_speed_time", 30));
-  SET(CURLOPT_SSL_VERIFYPEER, verify);
-  SET(CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
+  SET(CURLOPT_SSL_VERIFYPEER, 1L);
+  SET(CURLOPT_SSL_VERIFYHOST, 2L);
   SET(CURLOPT_USERAGENT, ua);
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
   /* larger reads than libcurl's 16 KiB default, as the curl command uses: fewer write calls */
@@ -131,17 +146,39 @@ static CURLcode apply_options (lua_State *L, int idx, wxm_session *s) {
 #endif
   SET(CURLOPT_MAXREDIRS, 5L);
 #undef SET
-  if (rc == CURLE_OK) rc = string_option(L, idx, c, "user_agent", CURLOPT_USERAGENT);
-  if (rc == CURLE_OK) rc = string_option(L, idx, c, "cainfo", CURLOPT_CAINFO);
-  if (rc == CURLE_OK) rc = string_option(L, idx, c, "capath", CURLOPT_CAPATH);
-  if (rc == CURLE_OK) rc = string_option(L, idx, c, "proxy", CURLOPT_PROXY);
+  for (o = options; o->name != NULL && rc == CURLE_OK; o++) {
+    int present = option_value(L, idx, o);
+    if (o->type == LUA_TNUMBER) {
+      double v = present ? (double)lua_tonumber(L, -1) : o->def;
+      rc = curl_easy_setopt(c, o->curl, (long)(v * o->scale));
+    }
+    else if (!present) {}
+    else if (o->type == LUA_TSTRING && o->curl != (CURLoption)0)
+      rc = curl_easy_setopt(c, o->curl, lua_tostring(L, -1));   /* libcurl copies it */
+    else if (strcmp(o->name, "verify") == 0 && !lua_toboolean(L, -1)) {
+      rc = curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+      if (rc == CURLE_OK) rc = curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    else if (strcmp(o->name, "fsync") == 0) s->fsync = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
   return rc;
 }
 
-static const char *base_url_option (lua_State *L, int idx) {
+/* The base URL without its trailing slashes, malloc'd into s->base_url; 0 when out of memory. */
+static int set_base_url (lua_State *L, int idx, wxm_session *s) {
   const char *base = WXMEDIA_BASE_URL;
-  if (idx != 0 && wxm_field(L, idx, "base_url", LUA_TSTRING)) base = lua_tostring(L, -1);
-  return base;   /* when from the table, it stays on the stack until session() returns */
+  size_t n;
+  if (option_value(L, idx, &options[0])) base = lua_tostring(L, -1);
+  n = strlen(base);
+  while (n > 0 && base[n - 1] == '/') n--;
+  s->base_url = (char *)malloc(n + 1);
+  if (s->base_url != NULL) {
+    memcpy(s->base_url, base, n);
+    s->base_url[n] = '\0';
+  }
+  lua_pop(L, 1);
+  return s->base_url != NULL;
 }
 
 /* }====== */
@@ -149,8 +186,6 @@ static const char *base_url_option (lua_State *L, int idx) {
 /* core.session([opts]) */
 static int session_new (lua_State *L) {
   int idx = 0;
-  size_t n;
-  const char *base;
   wxm_session *s;
   CURLcode rc;
 
@@ -160,16 +195,11 @@ static int session_new (lua_State *L) {
     check_known_options(L, idx);
   }
   lua_settop(L, 1);
-  base = base_url_option(L, idx);
   s = (wxm_session *)lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);                /* closed: s->curl == NULL */
   s->fsync = 1;
   luaL_setmetatable(L, WXMEDIA_SESSION);
-  n = strlen(base);
-  while (n > 0 && base[n - 1] == '/') n--;
-  if ((s->base_url = (char *)malloc(n + 1)) == NULL) return luaL_error(L, "not enough memory");
-  memcpy(s->base_url, base, n);
-  s->base_url[n] = '\0';
+  if (!set_base_url(L, idx, s)) return luaL_error(L, "not enough memory");
   if ((s->curl = curl_easy_init()) == NULL) return luaL_error(L, "curl_easy_init failed");
   rc = apply_options(L, idx, s);
   if (rc != CURLE_OK) {
@@ -216,12 +246,24 @@ static const luaL_Reg functions[] = {
   { NULL, NULL }
 };
 
-/* Creates the metatable and adds session() to the module table on the top of the stack. */
+/*
+** Creates the metatable and adds to the module table on the top of the stack: session(),
+** SESSION_OPTIONS (name -> "string"|"number"|"boolean") and DEFAULT_BASE_URL.
+*/
 void wxm_session_open (lua_State *L) {
+  const struct session_option *o;
   luaL_newmetatable(L, WXMEDIA_SESSION);
   luaL_setfuncs(L, metamethods, 0);
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_setfuncs(L, functions, 0);
+  lua_newtable(L);
+  for (o = options; o->name != NULL; o++) {
+    lua_pushstring(L, lua_typename(L, o->type));
+    lua_setfield(L, -2, o->name);
+  }
+  lua_setfield(L, -2, "SESSION_OPTIONS");
+  lua_pushliteral(L, WXMEDIA_BASE_URL);
+  lua_setfield(L, -2, "DEFAULT_BASE_URL");
 }

@@ -103,16 +103,20 @@ static void sha256_hex (sha256 *c, char hex[65]) {
 
 /* core.sha256_file(path) -> hex, or nil, message, "input" */
 static int core_sha256_file (lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
   unsigned char buf[16384];
   char hex[65];
   sha256 c;
   struct stat st;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd;
+  if (WXM_HAS_NUL(path, len)) return wxm_fail(L, "input", "the path holds a NUL byte");
+  /* O_NONBLOCK: a FIFO must not hang the open; it is refused below */
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) return wxm_fail(L, "input", "cannot open %s: %s", path, WXM_STRERROR(errno));
-  if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+  if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
     close(fd);
-    return wxm_fail(L, "input", "%s is a directory", path);
+    return wxm_fail(L, "input", "%s is %s", path, S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
   }
   sha256_init(&c);
   for (;;) {

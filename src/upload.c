@@ -1,71 +1,143 @@
 /*
 ** upload.c: s:upload, POST {base_url}/cgi-bin/media/upload?access_token=…&type=… as
-** multipart/form-data with one part "media". libcurl's MIME API streams the part from the file
-** (curl_mime_filedata), so a 10 MB video never sits in memory.
+** multipart/form-data with one part "media", streamed from the file so a 10 MB video never sits
+** in memory. The file is opened once and the part has the size fstat gave: the request declares
+** its length (WeChat answers HTTP 412 to a chunked body) and sends exactly that many bytes. A file
+** that ends early or grows meanwhile fails the upload (input): what was checked is what is sent.
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
 
-/* A readable regular file, checked before any network traffic: else nil, message, "input". */
-static int check_input (lua_State *L, const char *path) {
-  struct stat st;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return wxm_fail(L, "input", "cannot open %s: %s", path, WXM_STRERROR(errno));
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    close(fd);
-    return wxm_fail(L, "input", "cannot stat %s: %s", path, WXM_STRERROR(e));
+/* {====== the part's bytes ====== */
+
+static size_t read_cb (char *buf, size_t size, size_t nitems, void *ud) {
+  wxm_transfer *t = (wxm_transfer *)ud;
+  size_t want = size * nitems;
+  curl_off_t left = t->upload_size - t->upload_pos;
+  ssize_t got;
+  char extra;
+  if (left <= 0) return 0;
+  if ((curl_off_t)want > left) want = (size_t)left;
+  do got = pread(t->upload_fd, buf, want, (off_t)t->upload_pos); while (got < 0 && errno == EINTR);
+  if (got < 0) {
+    wxm_defer(t, "input", "cannot read %s: %s", t->upload_path, WXM_STRERROR(errno));
+    return CURL_READFUNC_ABORT;
   }
-  close(fd);
+  if (got == 0) {
+    wxm_defer(t, "input", "%s changed while it was being uploaded: it ended before its %lld bytes",
+              t->upload_path, (long long)t->upload_size);
+    return CURL_READFUNC_ABORT;
+  }
+  t->upload_pos += got;
+  /* the last bytes are not handed over when there are more: the server never gets a whole file */
+  if (t->upload_pos == t->upload_size
+      && pread(t->upload_fd, &extra, 1, (off_t)t->upload_size) == 1) {
+    wxm_defer(t, "input", "%s changed while it was being uploaded: it grew past its %lld bytes",
+              t->upload_path, (long long)t->upload_size);
+    return CURL_READFUNC_ABORT;
+  }
+  return (size_t)got;
+}
+
+/* libcurl rewinds the part when it sends the request again (a reused connection that was closed). */
+static int seek_cb (void *ud, curl_off_t offset, int origin) {
+  wxm_transfer *t = (wxm_transfer *)ud;
+  if (origin != SEEK_SET) return CURL_SEEKFUNC_CANTSEEK;
+  if (offset < 0 || offset > t->upload_size) return CURL_SEEKFUNC_FAIL;
+  t->upload_pos = offset;
+  return CURL_SEEKFUNC_OK;
+}
+
+/* }====== */
+
+/*
+** Opens the file to send (kept in t until the call ends): a regular file, of the size the caller
+** checked when it says one. Else nil, message, "input", before any network traffic.
+*/
+static int open_input (lua_State *L, wxm_transfer *t, const char *path, lua_Number checked) {
+  struct stat st;
+  /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below) */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return wxm_fail(L, "input", "cannot open %s: %s", path, WXM_STRERROR(errno));
+  t->upload_fd = fd;
+  if (fstat(fd, &st) != 0) return wxm_fail(L, "input", "cannot read %s: %s", path, WXM_STRERROR(errno));
   if (S_ISDIR(st.st_mode)) return wxm_fail(L, "input", "%s is a directory", path);
   if (!S_ISREG(st.st_mode)) return wxm_fail(L, "input", "%s is not a regular file", path);
+  if (checked >= 0 && (lua_Number)st.st_size != checked)
+    return wxm_fail(L, "input", "%s changed after it was checked: %.0f bytes then, %lld now", path,
+                    (double)checked, (long long)st.st_size);
+  t->upload_path = path;
+  t->upload_size = (curl_off_t)st.st_size;
   return 0;
 }
 
-static const char *string_field (lua_State *L, int opts, const char *key, const char *def) {
-  if (opts != 0 && wxm_field(L, opts, key, LUA_TSTRING)) return lua_tostring(L, -1);  /* stays */
+/* An optional string field of opts (it stays on the stack), with its length; def when absent. */
+static const char *string_field (lua_State *L, int opts, const char *key, const char *def, size_t *len) {
+  if (opts != 0 && wxm_field(L, opts, key, LUA_TSTRING)) return lua_tolstring(L, -1, len);
   if (opts != 0) lua_pop(L, 1);
+  *len = strlen(def);
   return def;
 }
 
 /* s:upload(access_token, type, path [, opts]) */
 int wxm_s_upload (lua_State *L) {
   wxm_session *s = wxm_check_session(L);
-  size_t typelen;
-  const char *token = luaL_checkstring(L, 2);
+  size_t tokenlen, typelen, pathlen, namelen, ctlen;
+  const char *token = luaL_checklstring(L, 2, &tokenlen);
   const char *type = luaL_checklstring(L, 3, &typelen);
-  const char *path = luaL_checkstring(L, 4);
+  const char *path = luaL_checklstring(L, 4, &pathlen);
   int opts = wxm_table_arg(L, 5), failed;
   const char *slash = strrchr(path, '/');
-  const char *filename = string_field(L, opts, "filename", slash ? slash + 1 : path);
-  const char *ctype = string_field(L, opts, "content_type", "application/octet-stream");
+  const char *filename = string_field(L, opts, "filename", slash ? slash + 1 : path, &namelen);
+  const char *ctype = string_field(L, opts, "content_type", "application/octet-stream", &ctlen);
+  lua_Number checked = -1;
   curl_mimepart *part;
   CURLcode rc;
   wxm_transfer t;
 
+  if (opts != 0) {
+    if (wxm_field(L, opts, "size", LUA_TNUMBER)) {
+      checked = lua_tonumber(L, -1);
+      if (!(checked >= 0 && checked <= 9007199254740992.0))
+        luaL_argerror(L, opts, "field 'size' out of range");
+    }
+    lua_pop(L, 1);
+  }
+  if (strchr(ctype, '\r') != NULL || strchr(ctype, '\n') != NULL)
+    luaL_argerror(L, opts, "field 'content_type' must not contain a line break");
   wxm_transfer_init(&t, L, s);
   wxm_transfer_options(L, &t, opts, 1);
-  if ((failed = check_input(L, path)) != 0) return failed;
-  t.upload_path = path;
+  if (WXM_HAS_NUL(token, tokenlen)) return wxm_fail(L, "input", "the access_token holds a NUL byte");
+  if (WXM_HAS_NUL(type, typelen)) return wxm_fail(L, "input", "the media type holds a NUL byte");
+  if (WXM_HAS_NUL(path, pathlen)) return wxm_fail(L, "input", "the file path holds a NUL byte");
+  if (WXM_HAS_NUL(filename, namelen)) return wxm_fail(L, "input", "the filename holds a NUL byte");
+  if (WXM_HAS_NUL(ctype, ctlen)) return wxm_fail(L, "input", "the content_type holds a NUL byte");
+  if ((failed = open_input(L, &t, path, checked)) != 0) {
+    wxm_transfer_end(&t);
+    return failed;
+  }
 
   wxm_buf_reset(&s->body);
   if (!wxm_url_join(&s->body, s->base_url, "/cgi-bin/media/upload")
-      || !wxm_url_param(&s->body, s->curl, "access_token", token, strlen(token))
+      || !wxm_url_param(&s->body, s->curl, "access_token", token, tokenlen)
       || !wxm_url_param(&s->body, s->curl, "type", type, typelen)
-      || !wxm_url_terminate(&s->body))
+      || !wxm_url_terminate(&s->body)) {
+    wxm_transfer_end(&t);
     return luaL_error(L, "not enough memory");
+  }
   rc = curl_easy_setopt(s->curl, CURLOPT_URL, s->body.data);
 
   /* the session owns the form until wxm_transfer_end, so a failure here cannot leak it */
   if (rc == CURLE_OK && (s->mime = curl_mime_init(s->curl)) == NULL) rc = CURLE_OUT_OF_MEMORY;
   if (rc == CURLE_OK && (part = curl_mime_addpart(s->mime)) != NULL) {
     rc = curl_mime_name(part, "media");
-    if (rc == CURLE_OK) rc = curl_mime_filedata(part, path);
+    if (rc == CURLE_OK) rc = curl_mime_data_cb(part, t.upload_size, read_cb, seek_cb, NULL, (void *)&t);
     if (rc == CURLE_OK) rc = curl_mime_filename(part, filename);
     if (rc == CURLE_OK) rc = curl_mime_type(part, ctype);
   }
