@@ -249,7 +249,7 @@ describe("fault suite #once", function()
       helper.sh("mkdir -p " .. helper.shell_quote(dest))
       local res, err, details = c:get(media_id, dest)
       assert.is_nil(res)
-      assert.equal("io", details.kind, err)
+      assert.equal("input", details.kind, err)   -- refused before any request: the caller's path
       assert.same({}, helper.ls(dest))
     end)
   end)
