@@ -84,6 +84,14 @@ local function script(args)
   return helper.sh(q(helper.root .. "/emulator/wxmedia-emulator") .. " " .. args .. " 2>&1")
 end
 
+-- Runs the start script with `env` (a shell prefix such as "LUA_PATH=x"); returns stdout, stderr, ok.
+local function script_apart(args, env)
+  local err = tmp .. "/script-stderr"
+  local out, ok = helper.sh((env or "") .. " " .. q(helper.root .. "/emulator/wxmedia-emulator") .. " "
+    .. args .. " 2>" .. q(err))
+  return out, helper.read(err) or "", ok
+end
+
 -- A zombie is not alive (in a container, init may take a while to reap the daemon).
 local function alive(pid)
   local stat = helper.read(("/proc/%d/stat"):format(tonumber(pid)))
@@ -144,6 +152,65 @@ describe("emulator #once", function()
       assert.is_true(alive(info.pid))
       script("stop --dir " .. q(tmp .. "/json"))
       assert.is_false(alive(info.pid))
+    end)
+
+    it("reports the emulator already running from its folder instead of starting another", function()
+      local dir = tmp .. "/again"
+      local first, _, ok = script_apart("start --json --dir " .. q(dir))
+      finally(function() script("stop --dir " .. q(dir)) end)
+      assert.is_true(ok, first)
+      local info = cjson.decode(first)
+      -- some state: a token and a stored medium
+      local tok = http(q(info.base_url .. "/cgi-bin/token?grant_type=client_credential&appid=" .. APPID
+        .. "&secret=" .. SECRET)).json.access_token
+      local up = http("-F " .. q("media=@" .. helper.fixture("image.png")) .. " "
+        .. q(info.base_url .. "/cgi-bin/media/upload?type=image&access_token=" .. tok))
+      local id = assert(media_id_of(up), up.body)
+      -- again, even with other options: the same server is reported, kept as it was
+      local out, err
+      out, err, ok = script_apart("start --json --workers 2 --dir " .. q(dir))
+      assert.is_true(ok, err)
+      assert.same(info, cjson.decode(out))
+      assert.matches("^wxmedia%-emulator: already running from " .. dir:gsub("%p", "%%%0") .. " %(pid "
+        .. ("%d"):format(info.pid) .. "%), not restarted", err)
+      out, err, ok = script_apart("start --dir " .. q(dir))
+      assert.is_true(ok, err)
+      assert.are.equal(("wxmedia emulator: base_url=%s pid=%d dir=%s\n"):format(info.base_url, info.pid, dir),
+        out)
+      assert.matches("already running", err)
+      assert.is_true(alive(info.pid))
+      local got = http(q(info.base_url .. "/cgi-bin/media/get?access_token=" .. tok .. "&media_id=" .. id))
+      assert.are.equal(helper.read(helper.fixture("image.png")), got.body)
+      -- once stopped, start starts afresh
+      script("stop --dir " .. q(dir))
+      out, err, ok = script_apart("start --json --dir " .. q(dir))
+      assert.is_true(ok, err)
+      assert.are.equal("", err)
+      assert.are_not.equal(info.pid, cjson.decode(out).pid)
+    end)
+
+    it("sets its own Lua paths whatever LUA_PATH and LUA_CPATH hold", function()
+      -- as `eval "$(luarocks --lua-version=5.4 path)"` leaves them: LuaJIT cannot load 5.4's cjson.so
+      local env = "LUA_PATH='/usr/share/lua/5.4/?.lua;;'"
+        .. " LUA_CPATH='/usr/lib/x86_64-linux-gnu/lua/5.4/?.so;;' LUA_INIT='error(\"LUA_INIT ran\")'"
+      local dir = tmp .. "/luapath"
+      local out, err, ok = script_apart("start --json --dir " .. q(dir), env)
+      finally(function() script("stop --dir " .. q(dir)) end)
+      assert.is_true(ok, err)
+      local info = cjson.decode(out)
+      local res = http(q(info.base_url .. "/cgi-bin/token?grant_type=client_credential&appid=" .. APPID
+        .. "&secret=" .. SECRET))
+      assert.is_string(res.json.access_token)
+    end)
+
+    it("shows nginx's own message when nginx cannot start", function()
+      local dir = tmp .. "/nomodules"
+      local out, err, ok = script_apart("start --dir " .. q(dir), "NGINX_MODULES=/nonexistent")
+      assert.is_false(ok)
+      assert.are.equal("", out)
+      assert.matches('^wxmedia%-emulator: nginx did not start: nginx: %[emerg%] dlopen%(%) "/nonexistent/',
+        err)
+      assert.is_nil(helper.read(dir .. "/nginx.pid"))
     end)
 
     it("refuses a bad config file with a message", function()
