@@ -792,6 +792,20 @@ describe("emulator #once", function()
       assert.are.equal(log[1].worker, log[3].worker)
     end)
 
+    it("empties its storage folder on reset, files it no longer knows included", function()
+      local token = emu:token()
+      assert.is_string(media_id_of(upload(token, "image", helper.fixture("image.png"))))
+      -- a file whose record the shared dict evicted, a left-over part, a name with a quote
+      for _, name in ipairs { ("E"):rep(64), ("P"):rep(64) .. ".part", ".hidden", "it's" } do
+        helper.write(emu.dir .. "/storage/" .. name, "bytes")
+      end
+      assert.are.equal(5, #helper.ls(emu.dir .. "/storage"))
+      emu:reset()
+      assert.same({}, helper.ls(emu.dir .. "/storage"))
+      assert.is_string(media_id_of(upload(emu:token(), "image", helper.fixture("image.png"))))
+      assert.are.equal(1, #helper.ls(emu.dir .. "/storage"))
+    end)
+
     it("moves the clock and answers the offset; reset clears everything", function()
       assert.are.equal(100, emu:clock(100).offset)
       assert.are.equal(150, emu:clock(50).offset)

@@ -287,12 +287,15 @@ function _M.video(media_id)
     "<html><head><title>404 Not Found</title></head><body><h1>404 Not Found</h1></body></html>\n")
 end
 
--- Deletes every stored media file and its metadata.
+-- Deletes all metadata and empties the storage folder, whatever the dict still knows: a full dict
+-- evicts records, and their files would stay forever (9 GB after 400k uploads). Raises on failure.
 function _M.clear()
-  for _, key in ipairs(dict:get_keys(0)) do
-    os_remove(path_of(key))
-  end
   dict:flush_all()
+  local dir = storage()
+  -- a shell command, as Lua cannot list a folder (and Debian's nginx Lua module has no ngx.pipe);
+  -- it blocks this worker for the time it takes, which only a reset pays
+  local status = os.execute("find '" .. (dir:gsub("'", "'\\''")) .. "' -mindepth 1 -delete")
+  if status ~= 0 and status ~= true then error("cannot empty " .. dir, 0) end
 end
 
 return _M
