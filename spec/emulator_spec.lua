@@ -738,9 +738,107 @@ describe("emulator #once", function()
       assert.is_string(http(token_url(APPID, SECRET)).json.access_token)
     end)
 
+    it("answers 200 with an empty body under the file's headers (empty), on the CDN too", function()
+      emu:fault { route = "get", kind = "empty" }
+      local res = get(token, id)
+      assert.are.equal(0, res.exit)
+      assert.are.equal(200, res.status)
+      assert.are.equal("", res.body)
+      assert.are.equal("0", res.headers["content-length"])
+      assert.are.equal("image/jpeg", res.headers["content-type"])
+      assert.matches('^attachment; filename="', res.headers["content-disposition"])
+      assert.are.equal("empty", emu:requests("get")[1].fault)
+      local video = media_id_of(upload(token, "video", helper.fixture("video.mp4")))
+      local video_url = get(token, video).json.video_url
+      emu:fault { route = "video", kind = "empty" }
+      local cdn = http(q(video_url))
+      assert.are.equal(200, cdn.status)
+      assert.are.equal("", cdn.body)
+      assert.are.equal("video/mp4", cdn.headers["content-type"])
+      assert.are.equal(helper.read(helper.fixture("video.mp4")), http(q(video_url)).body)
+    end)
+
+    it("answers 204 No Content (status 204)", function()
+      emu:fault { route = "get", kind = "status", status = 204 }
+      local res = get(token, id)
+      assert.are.equal(0, res.exit)
+      assert.are.equal(204, res.status)
+      assert.are.equal("", res.body)
+      assert.are.equal(400, (emu:control("POST", "fault", { route = "get", kind = "status", status = 204,
+        body = "html" })))
+      assert.are.equal(helper.read(helper.fixture("image.jpg")), get(token, id).body)
+    end)
+
+    it("answers 206 with a Content-Range and the first half of the file (partial)", function()
+      local full = helper.read(helper.fixture("image.jpg"))
+      emu:fault { route = "get", kind = "partial" }
+      local res = get(token, id)
+      assert.are.equal(0, res.exit)   -- a whole answer, as far as HTTP goes
+      assert.are.equal(206, res.status)
+      local half = math.floor(#full / 2)
+      assert.are.equal(("bytes 0-%d/%d"):format(half - 1, #full), res.headers["content-range"])
+      assert.are.equal(full:sub(1, half), res.body)
+      assert.are.equal(tostring(half), res.headers["content-length"])
+      assert.are.equal("image/jpeg", res.headers["content-type"])
+      assert.is_string(res.headers["content-disposition"])
+    end)
+
+    it("answers an error JSON after a UTF-8 BOM, labelled as the file (bom_json)", function()
+      emu:fault { route = "get", kind = "bom_json" }
+      local res = get(token, id)
+      assert.are.equal(200, res.status)
+      assert.are.equal('\239\187\191{"errcode":-1,"errmsg":"system error"}', res.body)
+      assert.are.equal("image/jpeg", res.headers["content-type"])
+      assert.matches('^attachment; filename="' .. id:gsub("%p", "%%%0") .. '%.jpg"$',
+        res.headers["content-disposition"])
+      emu:fault { route = "get", kind = "bom_json", errcode = 40007 }
+      assert.are.equal('\239\187\191{"errcode":40007,"errmsg":"invalid media_id"}', get(token, id).body)
+      local bad = { route = "get", kind = "bom_json", errcode = "x" }
+      assert.are.equal(400, (emu:control("POST", "fault", bad)))
+    end)
+
+    it("answers WeChat's error JSON as application/octet-stream from the CDN (octet_json)", function()
+      local video = media_id_of(upload(token, "video", helper.fixture("video.mp4")))
+      local video_url = get(token, video).json.video_url
+      emu:fault { route = "video", kind = "octet_json" }
+      local res = http(q(video_url))
+      assert.are.equal(200, res.status)
+      assert.are.equal("application/octet-stream", res.headers["content-type"])
+      assert.are.equal('{"errcode":-1,"errmsg":"system error"}', res.body)
+      assert.is_nil(res.headers["content-disposition"])
+      assert.are.equal("octet_json", emu:requests("video")[1].fault)
+      assert.are.equal(helper.read(helper.fixture("video.mp4")), http(q(video_url)).body)
+    end)
+
+    it("answers a body of only blanks under the file's headers (whitespace)", function()
+      local full = helper.read(helper.fixture("image.jpg"))
+      emu:fault { route = "get", kind = "whitespace" }
+      local res = get(token, id)
+      assert.are.equal(200, res.status)
+      assert.are.equal(#full, #res.body)
+      assert.matches("^[ \t\r\n]+$", res.body)
+      assert.are.equal("image/jpeg", res.headers["content-type"])
+      assert.is_string(res.headers["content-disposition"])
+    end)
+
+    it("drips below a client's low-speed limit (2 bytes/s) until the client gives up", function()
+      local full = helper.read(helper.fixture("image.jpg"))
+      emu:fault { route = "get", kind = "drip", rate = 2 }
+      -- curl's low-speed abort: under 1024 bytes/s for 2 s
+      local res = http("--speed-limit 1024 --speed-time 2 "
+        .. url("/cgi-bin/media/get?access_token=" .. token .. "&media_id=" .. id))
+      assert.are.equal(28, res.exit)   -- curl: operation too slow
+      assert.are.equal(200, res.status)
+      assert.are.equal(tostring(#full), res.headers["content-length"])
+      assert.is_true(#res.body > 0 and #res.body < #full, tostring(#res.body))
+      assert.are.equal(full:sub(1, #res.body), res.body)
+      assert.are.equal(full, get(token, id).body)
+    end)
+
     it("refuses a bad fault with 400", function()
       for _, bad in ipairs { { route = "nope", kind = "status" }, { route = "get", kind = "explode" },
-          { route = "get", kind = "status", status = 200 }, { route = "get", kind = "delay", count = 0 } } do
+          { route = "get", kind = "status", status = 200 }, { route = "get", kind = "delay", count = 0 },
+          { route = "get", kind = "octet_json", errmsg = 5 } } do
         local status, res = emu:control("POST", "fault", bad)
         assert.are.equal(400, status)
         assert.is_string(res.error)

@@ -9,6 +9,7 @@ local tokens = require "wxemu.tokens"
 local multipart = require "wxemu.multipart"
 local wx = require "wxemu.wx"
 local send = require "wxemu.send"
+local faults = require "wxemu.faults"
 
 local ngx = ngx
 local dict = ngx.shared.wxemu_media
@@ -193,13 +194,11 @@ local function read_file(media_id)
 end
 
 -- Hands the stored file to nginx's static module (sendfile: no copy through Lua) with these headers,
--- unless a fault must shape the body; the log entry travels in a variable, as ngx.ctx does not.
-local BODY_FAULTS = { drip = true, reset_response = true, truncate = true }
-
+-- unless a fault must shape the answer; the log entry travels in a variable, as ngx.ctx does not.
 local function send_file(media_id, headers)
   local ctx = ngx.ctx
   -- nginx's static module answers only GET and HEAD
-  if (ctx.fault and BODY_FAULTS[ctx.fault.kind]) or ngx.req.get_method() ~= "GET" then
+  if (ctx.fault and faults.ON_ANSWER[ctx.fault.kind]) or ngx.req.get_method() ~= "GET" then
     local data = read_file(media_id)
     if not data then return nil end
     return send.reply(200, headers, data)

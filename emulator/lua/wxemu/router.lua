@@ -57,8 +57,16 @@ local function apply(fault)
     ngx.sleep(fault.seconds)
   elseif kind == "reset_request" then
     return reset_request()
+  elseif kind == "octet_json" then
+    -- a CDN (or a gateway) passing on WeChat's error as if it were a file, without its name
+    ngx.ctx.errcode = fault.errcode
+    return send.reply(200, { ["Content-Type"] = "application/octet-stream" },
+      wx.error_body(fault.errcode, fault.errmsg))
+  elseif kind == "bom_json" then
+    -- the body that wxemu.send puts under the handler's headers (a file's type and name)
+    fault.json = wx.error_body(fault.errcode, fault.errmsg)
   end
-  -- drip, reset_response and truncate act on the answer (wxemu.send)
+  -- the kinds of faults.ON_ANSWER reshape the answer (wxemu.send)
 end
 
 local function dispatch()
