@@ -878,6 +878,26 @@ describe("emulator #once", function()
       end
     end)
 
+    it("logs a handler's error through the project's one redaction (wxmedia.redact)", function()
+      -- the error names a path of the emulator's folder, where a secret-looking parameter in any case
+      -- must be redacted as it is in every message of the library
+      local dir = tmp .. "/ACCESS_TOKEN=tokentokentoken"
+      local out, ok = script("start --json --dir " .. q(dir))
+      finally(function() script("stop --dir " .. q(dir)) end)
+      assert.is_true(ok, out)
+      local base = cjson.decode(out).base_url
+      local tok = http(q(base .. "/cgi-bin/token?grant_type=client_credential&appid=" .. APPID
+        .. "&secret=" .. SECRET)).json.access_token
+      helper.rmtree(dir .. "/storage")   -- the upload cannot store its file
+      local res = http("-F " .. q("media=@" .. helper.fixture("image.png")) .. " "
+        .. q(base .. "/cgi-bin/media/upload?type=image&access_token=" .. tok))
+      assert_wechat_error(res, -1)
+      local log = helper.read(dir .. "/logs/emulator.log") or ""
+      assert.matches("ACCESS_TOKEN=REDACTED", log)
+      assert.is_nil(log:find("tokentokentoken", 1, true))
+      assert.is_nil(log:find(tok, 1, true))
+    end)
+
     it("shows one connection for requests curl makes on one keep-alive connection", function()
       local token = emu:token()
       local u = emu.base_url .. "/cgi-bin/media/upload?type=image&access_token=" .. token
