@@ -84,6 +84,14 @@ local function script(args)
   return helper.sh(q(helper.root .. "/emulator/wxmedia-emulator") .. " " .. args .. " 2>&1")
 end
 
+-- Runs the start script with `env` (a shell prefix such as "LUA_PATH=x"); returns stdout, stderr, ok.
+local function script_apart(args, env)
+  local err = tmp .. "/script-stderr"
+  local out, ok = helper.sh((env or "") .. " " .. q(helper.root .. "/emulator/wxmedia-emulator") .. " "
+    .. args .. " 2>" .. q(err))
+  return out, helper.read(err) or "", ok
+end
+
 -- A zombie is not alive (in a container, init may take a while to reap the daemon).
 local function alive(pid)
   local stat = helper.read(("/proc/%d/stat"):format(tonumber(pid)))
@@ -144,6 +152,65 @@ describe("emulator #once", function()
       assert.is_true(alive(info.pid))
       script("stop --dir " .. q(tmp .. "/json"))
       assert.is_false(alive(info.pid))
+    end)
+
+    it("reports the emulator already running from its folder instead of starting another", function()
+      local dir = tmp .. "/again"
+      local first, _, ok = script_apart("start --json --dir " .. q(dir))
+      finally(function() script("stop --dir " .. q(dir)) end)
+      assert.is_true(ok, first)
+      local info = cjson.decode(first)
+      -- some state: a token and a stored medium
+      local tok = http(q(info.base_url .. "/cgi-bin/token?grant_type=client_credential&appid=" .. APPID
+        .. "&secret=" .. SECRET)).json.access_token
+      local up = http("-F " .. q("media=@" .. helper.fixture("image.png")) .. " "
+        .. q(info.base_url .. "/cgi-bin/media/upload?type=image&access_token=" .. tok))
+      local id = assert(media_id_of(up), up.body)
+      -- again, even with other options: the same server is reported, kept as it was
+      local out, err
+      out, err, ok = script_apart("start --json --workers 2 --dir " .. q(dir))
+      assert.is_true(ok, err)
+      assert.same(info, cjson.decode(out))
+      assert.matches("^wxmedia%-emulator: already running from " .. dir:gsub("%p", "%%%0") .. " %(pid "
+        .. ("%d"):format(info.pid) .. "%), not restarted", err)
+      out, err, ok = script_apart("start --dir " .. q(dir))
+      assert.is_true(ok, err)
+      assert.are.equal(("wxmedia emulator: base_url=%s pid=%d dir=%s\n"):format(info.base_url, info.pid, dir),
+        out)
+      assert.matches("already running", err)
+      assert.is_true(alive(info.pid))
+      local got = http(q(info.base_url .. "/cgi-bin/media/get?access_token=" .. tok .. "&media_id=" .. id))
+      assert.are.equal(helper.read(helper.fixture("image.png")), got.body)
+      -- once stopped, start starts afresh
+      script("stop --dir " .. q(dir))
+      out, err, ok = script_apart("start --json --dir " .. q(dir))
+      assert.is_true(ok, err)
+      assert.are.equal("", err)
+      assert.are_not.equal(info.pid, cjson.decode(out).pid)
+    end)
+
+    it("sets its own Lua paths whatever LUA_PATH and LUA_CPATH hold", function()
+      -- as `eval "$(luarocks --lua-version=5.4 path)"` leaves them: LuaJIT cannot load 5.4's cjson.so
+      local env = "LUA_PATH='/usr/share/lua/5.4/?.lua;;'"
+        .. " LUA_CPATH='/usr/lib/x86_64-linux-gnu/lua/5.4/?.so;;' LUA_INIT='error(\"LUA_INIT ran\")'"
+      local dir = tmp .. "/luapath"
+      local out, err, ok = script_apart("start --json --dir " .. q(dir), env)
+      finally(function() script("stop --dir " .. q(dir)) end)
+      assert.is_true(ok, err)
+      local info = cjson.decode(out)
+      local res = http(q(info.base_url .. "/cgi-bin/token?grant_type=client_credential&appid=" .. APPID
+        .. "&secret=" .. SECRET))
+      assert.is_string(res.json.access_token)
+    end)
+
+    it("shows nginx's own message when nginx cannot start", function()
+      local dir = tmp .. "/nomodules"
+      local out, err, ok = script_apart("start --dir " .. q(dir), "NGINX_MODULES=/nonexistent")
+      assert.is_false(ok)
+      assert.are.equal("", out)
+      assert.matches('^wxmedia%-emulator: nginx did not start: nginx: %[emerg%] dlopen%(%) "/nonexistent/',
+        err)
+      assert.is_nil(helper.read(dir .. "/nginx.pid"))
     end)
 
     it("refuses a bad config file with a message", function()
@@ -390,12 +457,20 @@ describe("emulator #once", function()
       assert.are.equal(40006, log[10].errcode)
     end)
 
-    it("reads a chunked upload (no Content-Length) too", function()
+    it("answers 412 to a chunked upload (no Content-Length), as WeChat's gateway does", function()
       local gif = helper.fixture("image.gif")
-      local res = http("-H 'Transfer-Encoding: chunked' -F " .. q("media=@" .. gif) .. " "
-        .. url("/cgi-bin/media/upload?type=image&access_token=" .. token))
-      local id = assert(media_id_of(res), res.body)
-      assert.are.equal(helper.read(gif), get(token, id).body)
+      local up = url("/cgi-bin/media/upload?type=image&access_token=" .. token)
+      local res = http("-H 'Transfer-Encoding: chunked' -F " .. q("media=@" .. gif) .. " " .. up)
+      assert.are.equal(412, res.status)
+      assert.matches("412 Precondition Failed", res.body)
+      assert.is_nil(res.json)
+      assert.same({}, helper.ls(emu.dir .. "/storage"))
+      -- the same file with its length goes through; the log has both
+      assert.is_string(media_id_of(http("-F " .. q("media=@" .. gif) .. " " .. up)))
+      local log = emu:requests("upload")
+      assert.are.equal(2, #log)
+      assert.are.equal(412, log[1].status)
+      assert.is_nil(log[1].errcode)
     end)
 
     it("enforces the size limit of each type exactly", function()
@@ -663,9 +738,107 @@ describe("emulator #once", function()
       assert.is_string(http(token_url(APPID, SECRET)).json.access_token)
     end)
 
+    it("answers 200 with an empty body under the file's headers (empty), on the CDN too", function()
+      emu:fault { route = "get", kind = "empty" }
+      local res = get(token, id)
+      assert.are.equal(0, res.exit)
+      assert.are.equal(200, res.status)
+      assert.are.equal("", res.body)
+      assert.are.equal("0", res.headers["content-length"])
+      assert.are.equal("image/jpeg", res.headers["content-type"])
+      assert.matches('^attachment; filename="', res.headers["content-disposition"])
+      assert.are.equal("empty", emu:requests("get")[1].fault)
+      local video = media_id_of(upload(token, "video", helper.fixture("video.mp4")))
+      local video_url = get(token, video).json.video_url
+      emu:fault { route = "video", kind = "empty" }
+      local cdn = http(q(video_url))
+      assert.are.equal(200, cdn.status)
+      assert.are.equal("", cdn.body)
+      assert.are.equal("video/mp4", cdn.headers["content-type"])
+      assert.are.equal(helper.read(helper.fixture("video.mp4")), http(q(video_url)).body)
+    end)
+
+    it("answers 204 No Content (status 204)", function()
+      emu:fault { route = "get", kind = "status", status = 204 }
+      local res = get(token, id)
+      assert.are.equal(0, res.exit)
+      assert.are.equal(204, res.status)
+      assert.are.equal("", res.body)
+      assert.are.equal(400, (emu:control("POST", "fault", { route = "get", kind = "status", status = 204,
+        body = "html" })))
+      assert.are.equal(helper.read(helper.fixture("image.jpg")), get(token, id).body)
+    end)
+
+    it("answers 206 with a Content-Range and the first half of the file (partial)", function()
+      local full = helper.read(helper.fixture("image.jpg"))
+      emu:fault { route = "get", kind = "partial" }
+      local res = get(token, id)
+      assert.are.equal(0, res.exit)   -- a whole answer, as far as HTTP goes
+      assert.are.equal(206, res.status)
+      local half = math.floor(#full / 2)
+      assert.are.equal(("bytes 0-%d/%d"):format(half - 1, #full), res.headers["content-range"])
+      assert.are.equal(full:sub(1, half), res.body)
+      assert.are.equal(tostring(half), res.headers["content-length"])
+      assert.are.equal("image/jpeg", res.headers["content-type"])
+      assert.is_string(res.headers["content-disposition"])
+    end)
+
+    it("answers an error JSON after a UTF-8 BOM, labelled as the file (bom_json)", function()
+      emu:fault { route = "get", kind = "bom_json" }
+      local res = get(token, id)
+      assert.are.equal(200, res.status)
+      assert.are.equal('\239\187\191{"errcode":-1,"errmsg":"system error"}', res.body)
+      assert.are.equal("image/jpeg", res.headers["content-type"])
+      assert.matches('^attachment; filename="' .. id:gsub("%p", "%%%0") .. '%.jpg"$',
+        res.headers["content-disposition"])
+      emu:fault { route = "get", kind = "bom_json", errcode = 40007 }
+      assert.are.equal('\239\187\191{"errcode":40007,"errmsg":"invalid media_id"}', get(token, id).body)
+      local bad = { route = "get", kind = "bom_json", errcode = "x" }
+      assert.are.equal(400, (emu:control("POST", "fault", bad)))
+    end)
+
+    it("answers WeChat's error JSON as application/octet-stream from the CDN (octet_json)", function()
+      local video = media_id_of(upload(token, "video", helper.fixture("video.mp4")))
+      local video_url = get(token, video).json.video_url
+      emu:fault { route = "video", kind = "octet_json" }
+      local res = http(q(video_url))
+      assert.are.equal(200, res.status)
+      assert.are.equal("application/octet-stream", res.headers["content-type"])
+      assert.are.equal('{"errcode":-1,"errmsg":"system error"}', res.body)
+      assert.is_nil(res.headers["content-disposition"])
+      assert.are.equal("octet_json", emu:requests("video")[1].fault)
+      assert.are.equal(helper.read(helper.fixture("video.mp4")), http(q(video_url)).body)
+    end)
+
+    it("answers a body of only blanks under the file's headers (whitespace)", function()
+      local full = helper.read(helper.fixture("image.jpg"))
+      emu:fault { route = "get", kind = "whitespace" }
+      local res = get(token, id)
+      assert.are.equal(200, res.status)
+      assert.are.equal(#full, #res.body)
+      assert.matches("^[ \t\r\n]+$", res.body)
+      assert.are.equal("image/jpeg", res.headers["content-type"])
+      assert.is_string(res.headers["content-disposition"])
+    end)
+
+    it("drips below a client's low-speed limit (2 bytes/s) until the client gives up", function()
+      local full = helper.read(helper.fixture("image.jpg"))
+      emu:fault { route = "get", kind = "drip", rate = 2 }
+      -- curl's low-speed abort: under 1024 bytes/s for 2 s
+      local res = http("--speed-limit 1024 --speed-time 2 "
+        .. url("/cgi-bin/media/get?access_token=" .. token .. "&media_id=" .. id))
+      assert.are.equal(28, res.exit)   -- curl: operation too slow
+      assert.are.equal(200, res.status)
+      assert.are.equal(tostring(#full), res.headers["content-length"])
+      assert.is_true(#res.body > 0 and #res.body < #full, tostring(#res.body))
+      assert.are.equal(full:sub(1, #res.body), res.body)
+      assert.are.equal(full, get(token, id).body)
+    end)
+
     it("refuses a bad fault with 400", function()
       for _, bad in ipairs { { route = "nope", kind = "status" }, { route = "get", kind = "explode" },
-          { route = "get", kind = "status", status = 200 }, { route = "get", kind = "delay", count = 0 } } do
+          { route = "get", kind = "status", status = 200 }, { route = "get", kind = "delay", count = 0 },
+          { route = "get", kind = "octet_json", errmsg = 5 } } do
         local status, res = emu:control("POST", "fault", bad)
         assert.are.equal(400, status)
         assert.is_string(res.error)
@@ -705,6 +878,26 @@ describe("emulator #once", function()
       end
     end)
 
+    it("logs a handler's error through the project's one redaction (wxmedia.redact)", function()
+      -- the error names a path of the emulator's folder, where a secret-looking parameter in any case
+      -- must be redacted as it is in every message of the library
+      local dir = tmp .. "/ACCESS_TOKEN=tokentokentoken"
+      local out, ok = script("start --json --dir " .. q(dir))
+      finally(function() script("stop --dir " .. q(dir)) end)
+      assert.is_true(ok, out)
+      local base = cjson.decode(out).base_url
+      local tok = http(q(base .. "/cgi-bin/token?grant_type=client_credential&appid=" .. APPID
+        .. "&secret=" .. SECRET)).json.access_token
+      helper.rmtree(dir .. "/storage")   -- the upload cannot store its file
+      local res = http("-F " .. q("media=@" .. helper.fixture("image.png")) .. " "
+        .. q(base .. "/cgi-bin/media/upload?type=image&access_token=" .. tok))
+      assert_wechat_error(res, -1)
+      local log = helper.read(dir .. "/logs/emulator.log") or ""
+      assert.matches("ACCESS_TOKEN=REDACTED", log)
+      assert.is_nil(log:find("tokentokentoken", 1, true))
+      assert.is_nil(log:find(tok, 1, true))
+    end)
+
     it("shows one connection for requests curl makes on one keep-alive connection", function()
       local token = emu:token()
       local u = emu.base_url .. "/cgi-bin/media/upload?type=image&access_token=" .. token
@@ -715,6 +908,20 @@ describe("emulator #once", function()
       assert.are.equal(3, #log)
       assert.are.equal(log[1].connection, log[3].connection)
       assert.are.equal(log[1].worker, log[3].worker)
+    end)
+
+    it("empties its storage folder on reset, files it no longer knows included", function()
+      local token = emu:token()
+      assert.is_string(media_id_of(upload(token, "image", helper.fixture("image.png"))))
+      -- a file whose record the shared dict evicted, a left-over part, a name with a quote
+      for _, name in ipairs { ("E"):rep(64), ("P"):rep(64) .. ".part", ".hidden", "it's" } do
+        helper.write(emu.dir .. "/storage/" .. name, "bytes")
+      end
+      assert.are.equal(5, #helper.ls(emu.dir .. "/storage"))
+      emu:reset()
+      assert.same({}, helper.ls(emu.dir .. "/storage"))
+      assert.is_string(media_id_of(upload(emu:token(), "image", helper.fixture("image.png"))))
+      assert.are.equal(1, #helper.ls(emu.dir .. "/storage"))
     end)
 
     it("moves the clock and answers the offset; reset clears everything", function()

@@ -1,16 +1,12 @@
--- Start-up: the master builds the start config (nginx refuses to start on a bad one) and empties the
--- shared state; every worker seeds its random generator differently.
+-- Start-up: the master builds the start config (nginx refuses to start on a bad one: the error raised
+-- here is logged by the init_by_lua block of the generated nginx.conf) and empties the shared state;
+-- every worker seeds its random generator differently.
 local config = require "wxemu.config"
 
 local _M = {}
 
 function _M.init(opts)
-  local ok, cfg = pcall(config.build_start, opts.preset, opts.config_file)
-  if not ok then
-    -- at "emerg" so it shows in the error log the start script reports (its level is "crit")
-    ngx.log(ngx.EMERG, "wxmedia emulator: ", cfg)
-    error(cfg, 0)
-  end
+  local cfg = config.build_start(opts.preset, opts.config_file)
   local state = ngx.shared.wxemu_state
   for _, name in ipairs { "wxemu_state", "wxemu_tokens", "wxemu_media", "wxemu_faults", "wxemu_log" } do
     ngx.shared[name]:flush_all()
@@ -19,6 +15,10 @@ function _M.init(opts)
   state:set("storage", opts.storage)
   state:set("clock_offset", 0)
   config.store(cfg)
+  -- every module loaded here, once, before the workers fork: one that does not load stops the start
+  -- with its message, instead of failing each request later
+  require "wxemu.router"
+  require "wxemu.control"
 end
 
 function _M.init_worker()

@@ -56,7 +56,8 @@ function handlers.reset()
   local _, sent = body()
   if sent then return end
   tokens.clear()
-  media.clear()
+  local cleared, err = pcall(media.clear)
+  if not cleared then return reply(500, cjson.encode { error = err }) end
   reqlog.clear()
   faults.clear()
   state:set("clock_offset", 0)

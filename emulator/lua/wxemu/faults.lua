@@ -12,12 +12,31 @@ _M.ROUTES = { token = true, stable_token = true, upload = true, get = true, jssd
 local KINDS = {
   status = true, errcode = true, delay = true, drip = true,
   reset_request = true, reset_response = true, truncate = true,
+  empty = true, partial = true, whitespace = true, bom_json = true, octet_json = true,
 }
 
-local STATUSES = { [429] = true, [500] = true, [502] = true, [503] = true, [504] = true }
+-- The kinds that reshape the answer the handler makes (wxemu.send), so a stored file is sent through
+-- Lua rather than by nginx for them (wxemu.media).
+_M.ON_ANSWER = {
+  drip = true, reset_response = true, truncate = true,
+  empty = true, partial = true, whitespace = true, bom_json = true,
+}
+
+local STATUSES = { [204] = true, [429] = true, [500] = true, [502] = true, [503] = true, [504] = true }
 
 local function number_in(v, lo, hi)
   return type(v) == "number" and v >= lo and v <= hi
+end
+
+-- The errcode and errmsg options of the kinds that answer WeChat's error JSON; nil, message if bad.
+local function errcode_options(f, spec)
+  f.errcode = spec.errcode == nil and -1 or spec.errcode
+  if not number_in(f.errcode, -1e9, 1e9) or f.errcode ~= math_floor(f.errcode) then
+    return nil, "errcode must be a whole number"
+  end
+  if spec.errmsg ~= nil and type(spec.errmsg) ~= "string" then return nil, "errmsg must be a string" end
+  f.errmsg = spec.errmsg
+  return f
 end
 
 -- Checks a fault spec from the control API; returns the normalised spec and its count, or nil, message.
@@ -36,16 +55,13 @@ function _M.check(spec)
   local f = { kind = kind }
   if kind == "status" then
     f.status = spec.status == nil and 503 or spec.status
-    if not STATUSES[f.status] then return nil, "status must be 429, 500, 502, 503 or 504" end
+    if not STATUSES[f.status] then return nil, "status must be 204, 429, 500, 502, 503 or 504" end
     f.body = spec.body == nil and "empty" or spec.body
     if f.body ~= "empty" and f.body ~= "html" then return nil, 'body must be "empty" or "html"' end
-  elseif kind == "errcode" then
-    f.errcode = spec.errcode == nil and -1 or spec.errcode
-    if not number_in(f.errcode, -1e9, 1e9) or f.errcode ~= math_floor(f.errcode) then
-      return nil, "errcode must be a whole number"
-    end
-    if spec.errmsg ~= nil and type(spec.errmsg) ~= "string" then return nil, "errmsg must be a string" end
-    f.errmsg = spec.errmsg
+    if f.status == 204 and f.body ~= "empty" then return nil, 'a 204 has no body: body must be "empty"' end
+  elseif kind == "errcode" or kind == "bom_json" or kind == "octet_json" then
+    local ok, err = errcode_options(f, spec)
+    if not ok then return nil, err end
   elseif kind == "delay" then
     f.seconds = spec.seconds == nil and 2 or spec.seconds
     if not number_in(f.seconds, 0, 300) then return nil, "seconds must be a number from 0 to 300" end

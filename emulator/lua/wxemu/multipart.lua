@@ -1,6 +1,7 @@
--- A small, strict, streaming multipart/form-data reader. The body comes from a source (the request
--- socket, read in pieces of at most 64 KB; or nginx's buffer of a chunked body) into a window the
--- reader scans with plain string.find for the delimiter, so no part is ever held whole in memory.
+-- A small, strict, streaming multipart/form-data reader. The body comes from the request socket, read
+-- in pieces of at most 64 KB, into a window the reader scans with plain string.find for the delimiter,
+-- so no part is ever held whole in memory. A body without Content-Length never gets here (a chunked
+-- one is answered 412 by wxemu.router, as WeChat's gateway does).
 local ngx = ngx
 local string_lower, string_match = string.lower, string.match
 local string_find, string_sub = string.find, string.sub
@@ -27,7 +28,7 @@ function _M.boundary(content_type)
   return b
 end
 
--- Sources: function(n) returning 1..n bytes, or nil, "eof" at the end, or nil, message.
+-- The source: function(n) returning 1..n bytes, or nil, "eof" at the end, or nil, message.
 local function socket_source(sock, length)
   local remaining = length
   return function(n)
@@ -40,50 +41,15 @@ local function socket_source(sock, length)
   end
 end
 
-local function buffered_source()
-  ngx.req.read_body()
-  local data = ngx.req.get_body_data()
-  if data then
-    local pos = 1
-    return function(n)
-      if pos > #data then return nil, "eof" end
-      local piece = string_sub(data, pos, pos + n - 1)
-      pos = pos + #piece
-      return piece
-    end
-  end
-  local path = ngx.req.get_body_file()
-  local f = path and io.open(path, "rb")
-  if not f then return nil end
-  return function(n)
-    local piece = f:read(n)
-    if not piece then
-      f:close()
-      return nil, "eof"
-    end
-    return piece
-  end
-end
-
 -- A reader of the request body as multipart with `boundary`, or nil, message when there is no body.
 function _M.new(boundary)
-  local source
   local length = tonumber(ngx.var.content_length or "")
-  if length then
-    if length == 0 then return nil, "no body" end
-    local sock, err = ngx.req.socket()
-    if not sock then return nil, "no body: " .. tostring(err) end
-    sock:settimeout(TIMEOUT)
-    source = socket_source(sock, length)
-  elseif ngx.var.http_transfer_encoding then
-    -- a chunked body: nginx has decoded it (this location caps its size)
-    source = buffered_source()
-    if not source then return nil, "no body" end
-  else
-    return nil, "no body"
-  end
+  if not length or length == 0 then return nil, "no body" end
+  local sock, err = ngx.req.socket()
+  if not sock then return nil, "no body: " .. tostring(err) end
+  sock:settimeout(TIMEOUT)
   return setmetatable({
-    source = source,
+    source = socket_source(sock, length),
     -- a CRLF in front makes the first delimiter look like every other one
     buf = "\r\n",
     pos = 1,

@@ -20,9 +20,18 @@ local ROUTES = {
 }
 
 local HTML = {
+  [204] = "204 No Content", [412] = "412 Precondition Failed",
   [429] = "429 Too Many Requests", [500] = "500 Internal Server Error", [502] = "502 Bad Gateway",
   [503] = "503 Service Temporarily Unavailable", [504] = "504 Gateway Time-out",
 }
+
+-- A gateway's answer: the status, and nginx's HTML page for it or an empty body.
+local function gateway(status, html)
+  local body = html and ("<html>\r\n<head><title>" .. HTML[status]
+    .. "</title></head>\r\n<body>\r\n<center><h1>" .. HTML[status]
+    .. "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n") or ""
+  return send.reply(status, { ["Content-Type"] = "text/html" }, body)
+end
 
 -- Reads a part of the request body (when there is one), then drops the connection.
 local function reset_request()
@@ -41,31 +50,28 @@ end
 local function apply(fault)
   local kind = fault.kind
   if kind == "status" then
-    local body = fault.body == "html" and ("<html>\r\n<head><title>" .. HTML[fault.status]
-      .. "</title></head>\r\n<body>\r\n<center><h1>" .. HTML[fault.status]
-      .. "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n") or ""
-    return send.reply(fault.status, { ["Content-Type"] = "text/html" }, body)
+    return gateway(fault.status, fault.body == "html")
   elseif kind == "errcode" then
     return wx.fail(fault.errcode, fault.errmsg)
   elseif kind == "delay" then
     ngx.sleep(fault.seconds)
   elseif kind == "reset_request" then
     return reset_request()
+  elseif kind == "octet_json" then
+    -- a CDN (or a gateway) passing on WeChat's error as if it were a file, without its name
+    ngx.ctx.errcode = fault.errcode
+    return send.reply(200, { ["Content-Type"] = "application/octet-stream" },
+      wx.error_body(fault.errcode, fault.errmsg))
+  elseif kind == "bom_json" then
+    -- the body that wxemu.send puts under the handler's headers (a file's type and name)
+    fault.json = wx.error_body(fault.errcode, fault.errmsg)
   end
-  -- drip, reset_response and truncate act on the answer (wxemu.send)
+  -- the kinds of faults.ON_ANSWER reshape the answer (wxemu.send)
 end
-
-local CHUNKED = "/__chunked"
 
 local function dispatch()
   local ctx = ngx.ctx
   local uri = ngx.var.uri
-  if string.sub(uri, 1, #CHUNKED + 1) == CHUNKED .. "/" then
-    uri = string.sub(uri, #CHUNKED + 1)
-  elseif uri == "/cgi-bin/media/upload" and not ngx.var.content_length and ngx.var.http_transfer_encoding then
-    -- a chunked upload: nginx decodes it in a location that caps its size (see wxmedia-emulator)
-    return ngx.exec(CHUNKED .. uri, ngx.var.args)
-  end
   local route = ROUTES[uri]
   local name, handler, video_id
   if route then
@@ -75,6 +81,9 @@ local function dispatch()
     if video_id then name = "video" end
   end
   ctx.route = name or "other"
+  -- WeChat's gateway wants a body's length up front: a chunked body (no Content-Length) gets 412
+  -- before anything else looks at the request
+  if ngx.var.http_transfer_encoding and not ngx.var.content_length then return gateway(412, true) end
   if not name then return wx.fail(40066) end
   local fault = faults.take(name)
   if fault then

@@ -1,7 +1,8 @@
--- Writes every response of a WeChat route, so the body faults (drip, reset_response, truncate) apply
--- to all of them the same way.
+-- Writes every response of a WeChat route, so the faults that act on the answer (faults.ON_ANSWER:
+-- drip, reset_response, truncate, empty, partial, whitespace, bom_json) apply to all of them alike.
 local ngx = ngx
-local string_sub, math_floor, math_max, math_min = string.sub, math.floor, math.max, math.min
+local string_sub, string_rep = string.sub, string.rep
+local math_floor, math_max, math_min = math.floor, math.max, math.min
 
 local _M = {}
 
@@ -39,13 +40,39 @@ local function finish()
   return ngx.exit(ngx.OK)
 end
 
+local BOM = "\239\187\191"
+
+-- n blanks (at least one): spaces, tabs and line ends.
+local function blanks(n)
+  n = math_max(1, n)
+  return string_sub(string_rep(" \t\r\n", math_floor(n / 4) + 1), 1, n)
+end
+
+-- The faults that replace the answer's body under its own headers; partial also makes it a 206.
+local RESHAPE = {
+  empty = function() return "" end,
+  whitespace = function(body) return blanks(#body) end,
+  bom_json = function(_, fault) return BOM .. fault.json end,
+  partial = function(body)
+    local total = #body
+    local part = string_sub(body, 1, total > 0 and math_max(1, math_floor(total / 2)) or 0)
+    ngx.header["Content-Range"] = total > 0 and ("bytes 0-%d/%d"):format(#part - 1, total) or "bytes */0"
+    return part, 206
+  end,
+}
+
 -- Sends status, headers (a table) and body (a string), honouring the request's fault.
 function _M.reply(status, headers, body)
   local fault = ngx.ctx.fault
-  ngx.status = status
-  for k, v in pairs(headers) do ngx.header[k] = v end
-  ngx.header["Content-Length"] = #body
   local kind = fault and fault.kind
+  for k, v in pairs(headers) do ngx.header[k] = v end
+  if RESHAPE[kind] then
+    local new_status
+    body, new_status = RESHAPE[kind](body, fault)
+    status = new_status or status
+  end
+  ngx.status = status
+  ngx.header["Content-Length"] = #body
   if kind == "drip" then
     drip(body, fault.rate)
     return finish()

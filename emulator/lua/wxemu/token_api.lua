@@ -5,6 +5,7 @@ local config = require "wxemu.config"
 local tokens = require "wxemu.tokens"
 local wx = require "wxemu.wx"
 local media = require "wxemu.media"
+local redact = require "wxemu.redact"
 
 local ngx = ngx
 local arg = media.arg
@@ -26,6 +27,7 @@ local function credentials(appid, secret, grant_type)
   local cfg = config.get()
   local expected = type(appid) == "string" and config.app_secret(cfg, appid)
   if not expected then return 40013 end
+  redact.remember(expected)
   if secret ~= expected then return 40125 end
   if grant_type ~= "client_credential" then return 40002 end
   local ok, msg = whitelisted(cfg)

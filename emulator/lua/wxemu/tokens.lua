@@ -5,6 +5,7 @@ local cjson = require "cjson.safe"
 local config = require "wxemu.config"
 local clock = require "wxemu.clock"
 local rand = require "wxemu.rand"
+local redact = require "wxemu.redact"
 
 local dict = ngx.shared.wxemu_tokens
 local ngx = ngx
@@ -26,6 +27,7 @@ end
 local function new_token(appid, now, lifetime)
   -- real tokens carry a version prefix ("37_", "75_", "86_"...) and ~130 more characters
   local token = "86_" .. rand.id(133)
+  redact.remember(token)
   local rec = cjson.encode { appid = appid, expires_at = now + lifetime, keep = keep_for(lifetime) }
   -- set, not safe_set: when memory runs out, the least recently used (old) tokens make room
   dict:set("t:" .. token, rec, keep_for(lifetime))
@@ -108,6 +110,7 @@ end
 function _M.check(token)
   if type(token) ~= "string" or token == "" then return nil, 41001 end
   if #token > MAX_TOKEN_LEN or token:find("[^%w_%-]") then return nil, 40014 end
+  redact.remember(token)
   local text = dict:get("t:" .. token)
   local rec = text and cjson.decode(text)
   if not rec then return nil, 40001 end

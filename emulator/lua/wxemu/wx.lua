@@ -64,11 +64,15 @@ function _M.errmsg(code, msg)
   return msg
 end
 
+-- WeChat's error JSON text.
+function _M.error_body(code, msg)
+  return '{"errcode":' .. code .. ',"errmsg":' .. cjson.encode(_M.errmsg(code, msg)) .. "}"
+end
+
 -- Answers a WeChat error and ends the request.
 function _M.fail(code, msg)
   ngx.ctx.errcode = code
-  local body = '{"errcode":' .. code .. ',"errmsg":' .. cjson.encode(_M.errmsg(code, msg)) .. "}"
-  return send.reply(200, { ["Content-Type"] = _M.content_type() }, body)
+  return send.reply(200, { ["Content-Type"] = _M.content_type() }, _M.error_body(code, msg))
 end
 
 -- Answers a success body (already JSON text) and ends the request.
