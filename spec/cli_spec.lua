@@ -469,7 +469,8 @@ describe("wxmedia.cli functions", function()
   end)
 
   it("names a download after the media_id and content type when WeChat gives no name", function()
-    assert.equal("ID.jpg", commands.default_output("ID", { filename = "ID.jpg", content_type = "image/jpeg" }))
+    assert.equal("ID.jpg",
+      commands.default_output("ID", { filename = "ID.jpg", content_type = "image/jpeg" }))
     assert.equal("abc.png", commands.default_output("abc", { content_type = "image/png" }))
     assert.equal("abc.mp4", commands.default_output("abc", { video_url = "http://x/y" }))
     assert.equal("abc.bin", commands.default_output("abc", {}))

@@ -88,12 +88,100 @@ describe("wxmedia.store", function()
       end
     end)
 
-    it("reads a damaged file as empty and replaces it on the next write", function()
+    it("keeps a damaged file aside as .corrupt, says so, and starts anew", function()
       local path = helper.write(dir .. "/bad.json", "{ not json")
       local s = store.file(path)
-      assert.is_nil(s:get("k"))
-      assert.truthy(s:set("k", "v", 60))
+      local v, why = s:get("k")
+      assert.is_nil(v)
+      assert.matches("is damaged", why, 1, true)
+      local ok, warning = s:set("k", "v", 60)
+      assert.is_true(ok)
+      assert.matches("kept aside as " .. path .. ".corrupt", warning, 1, true)
+      assert.are.equal("{ not json", helper.read(path .. ".corrupt"))
       assert.are.equal("v", store.file(path):get("k"))
+    end)
+
+    it("makes its file and lock files private (0600), whatever the umask", function()
+      local path = dir .. "/private.json"
+      local code = ([[
+        package.path = %q .. "/lua/?.lua;" .. package.path
+        local s = require("wxmedia.store").file(%q)
+        assert(s:set("k", "v", 60))
+        local l = assert(s:lock("wxmedia:token:stable:wx1", 1))
+        l:unlock()
+      ]]):format(helper.root, path)
+      local cpath = helper.root .. "/build/" .. (helper.lua == "luajit" and "luajit" or "lua5.4") .. "/?.so"
+      local _, ok = helper.sh(("umask 000; LUA_CPATH=%s %s -e %s"):format(helper.shell_quote(cpath .. ";;"),
+        helper.lua, helper.shell_quote(code)))
+      assert.is_true(ok)
+      local modes = helper.sh("stat -c '%a %n' " .. helper.shell_quote(path) .. "*")
+      local n = 0
+      for mode, name in modes:gmatch("(%d+) ([^\n]+)") do
+        assert.are.equal("600", mode, name)
+        n = n + 1
+      end
+      assert.are.equal(3, n)   -- the store, its writers' lock, the key's lock
+    end)
+
+    it("never writes through a symbolic link planted at its path, its temp or its lock files", function()
+      local victim = helper.write(dir .. "/victim.txt", "precious")
+      local path = dir .. "/linked.json"
+      assert(os.execute("ln -s " .. helper.shell_quote(victim) .. " " .. helper.shell_quote(path)))
+      local s = store.file(path)
+      local v, why = s:get("k")
+      assert.is_nil(v)
+      assert.matches("is a symbolic link", why, 1, true)
+      local ok, err = s:set("k", "v", 60)
+      assert.is_nil(ok)
+      assert.matches("symbolic link", err, 1, true)
+      assert.are.equal("precious", helper.read(victim))
+
+      -- the old fixed temp name and the lock files, planted as links
+      local path2 = dir .. "/plain.json"
+      for _, name in ipairs({ path2 .. ".tmp", path2 .. ".lock" }) do
+        os.execute("ln -s " .. helper.shell_quote(victim) .. " " .. helper.shell_quote(name))
+      end
+      local s2 = store.file(path2)
+      ok, err = s2:set("k", "v", 60)
+      assert.is_nil(ok)                      -- the writers' lock is a link: refused, not followed
+      assert.is_string(err)
+      assert.are.equal("precious", helper.read(victim))
+      os.remove(path2 .. ".lock")
+      assert.is_true((s2:set("k", "v", 60)))  -- the .tmp link is never used: temp names are new files
+      assert.are.equal("precious", helper.read(victim))
+      assert.are.equal("v", s2:get("k"))
+    end)
+
+    it("a client on an unusable store warns once and goes on without the cache", function()
+      local warnings = {}
+      local wxmedia = require "wxmedia"
+      local c = assert(wxmedia.new({ appid = helper.APPID, secret = helper.SECRET, base_url = emu.base_url,
+        token_store = store.file(dir), on_warning = function(m) warnings[#warnings + 1] = m end }))
+      for _ = 1, 3 do assert(c:upload("image", helper.fixture("image.jpg"))) end
+      assert.are.equal(3, #emu:requests("upload"))
+      assert.is_true(#emu:requests("stable_token") >= 1)
+      assert.is_true(#warnings >= 1)
+      local seen = {}
+      for _, m in ipairs(warnings) do
+        assert.is_nil(seen[m], "the same warning twice within a minute: " .. m)
+        seen[m] = true
+      end
+      assert.matches("is a directory", warnings[1], 1, true)
+    end)
+
+    it("a store whose methods raise costs no lock and no call: the caller warns and goes on", function()
+      local warnings = {}
+      local raising = {
+        get = function() error("store down") end,
+        set = function() error("store down") end,
+        lock = function() error("store down") end,
+      }
+      local wxmedia = require "wxmedia"
+      local c = assert(wxmedia.new({ appid = helper.APPID, secret = helper.SECRET, base_url = emu.base_url,
+        token_store = raising, on_warning = function(m) warnings[#warnings + 1] = m end }))
+      assert(c:upload("image", helper.fixture("image.jpg")))
+      assert(c:media_id("image", helper.fixture("image.png")))
+      assert.matches("store down", warnings[1], 1, true)
     end)
 
     it("locks a key across processes", function()

@@ -13,6 +13,7 @@ local reuse = require "wxmedia.reuse"
 local store_mod = require "wxmedia.store"
 local token = require "wxmedia.token"
 local transport = require "wxmedia.transport"
+local warn_mod = require "wxmedia.warn"
 
 local _M = {}
 local mt = { __index = _M }
@@ -53,6 +54,20 @@ local function check_call_options(fname, opts)
       error(format("bad option '%s' to '%s' (%s expected, got %s)", name, fname, expected, type(value)), 3)
     end
   end
+  media.check_limits(opts.limits, fname, 3)
+end
+
+-- A caller's clock, checked at every reading: a time that is not a number would break every
+-- comparison of expiries far from where it came from.
+local function checked_clock(now)
+  return function()
+    local t = now()
+    if type(t) ~= "number" or t ~= t then
+      error(format("bad option 'now' to 'new' (a function returning seconds expected; it returned %s)",
+        tostring(t)), 2)
+    end
+    return t
+  end
 end
 
 -- The options each call reads from the client (the rest went to the transport, the token source
@@ -66,10 +81,11 @@ function _M.new(opts, extra)
   check_arg(1, "new", opts, "table")
   config.check(opts, "new", 2, extra)
   reuse.check_margin(opts.reuse_margin, "new", 2)
+  media.check_limits(opts.limits, "new", 2)
   local o, err, details = config.resolve(opts)
   if not o then return nil, err, details end
 
-  local sleep, now = o.sleep, o.now
+  local sleep, now = o.sleep, o.now and checked_clock(o.now)
   if not sleep or not now then
     local core_sleep, core_time = transport.clock()
     if not core_sleep then return transport.unavailable("new") end
@@ -86,16 +102,19 @@ function _M.new(opts, extra)
     -- a video_url to a private address is followed only against a local server (the emulator)
     allow_private_urls = o.allow_private_urls or (o.base_url ~= nil and config.local_url(o.base_url)),
   }, mt)
+  -- the stores: a store that fails is reported to on_warning (once a minute), and the call goes on
+  local warn = warn_mod.new(o.on_warning, now)
+  local token_store = store_mod.wrap(o.token_store or token.default_store(), "option 'token_store' to 'new'",
+    3, warn)
   self.tokens = token.new({
     mode = o.token_mode, appid = o.appid, secret = o.secret, access_token = o.access_token,
-    origin = o.token_origin, provider = o.token_provider, store = o.token_store, now = now,
+    origin = o.token_origin, provider = o.token_provider, store = token_store, now = now,
     transport = self.transport, lock_timeout = o.lock_timeout, base_url = o.base_url,
   })
   -- media_id records: the media_store option, else beside the tokens
   if o.appid then
-    local records_store = o.media_store and store_mod.wrap(o.media_store, "option 'media_store' to 'new'", 3)
-      or self.tokens.store
-      or store_mod.wrap(o.token_store or token.default_store(), "option 'token_store' to 'new'", 3)
+    local records_store = o.media_store
+      and store_mod.wrap(o.media_store, "option 'media_store' to 'new'", 3, warn) or token_store
     self.records = reuse.new({ store = records_store, account = token.account(o.appid, o.base_url),
       now = now, margin = o.reuse_margin, lock_timeout = o.lock_timeout })
   end

@@ -2,7 +2,7 @@
 -- judged from a file's leading bytes, and the filename to send. WeChat reads the type from the
 -- part's filename extension (40005) and refuses RFC 2231 names (41005), so the name we send is plain
 -- ASCII and carries the detected format's extension, whatever the file is called on disk.
-local io_open, ipairs, pairs, tostring, type = io.open, ipairs, pairs, tostring, type
+local error, io_open, ipairs, pairs, tostring, type = error, io.open, ipairs, pairs, tostring, type
 local byte, format, concat, sort = string.byte, string.format, table.concat, table.sort
 local errors = require "wxmedia.errors"
 
@@ -44,6 +44,20 @@ function _M.extension_for(content_type)
 end
 
 _M.DEFAULT_LIMITS = { image = 10 * MB, voice = 2 * MB, video = 10 * MB, thumb = 64 * KB }
+
+-- Raises, at the caller's caller, for limits that are not { type = bytes > 0 } of known types.
+function _M.check_limits(limits, fname, level)
+  if limits == nil then return end
+  for name, bytes in pairs(limits) do
+    if not _M.types[name] then
+      error(format("bad option 'limits' to '%s' (unknown media type '%s')", fname, tostring(name)), level + 1)
+    end
+    if type(bytes) ~= "number" or bytes ~= bytes or bytes <= 0 or bytes == math.huge then
+      error(format("bad option 'limits' to '%s' (%s: a number of bytes > 0 expected, got %s)", fname, name,
+        type(bytes) == "number" and tostring(bytes) or type(bytes)), level + 1)
+    end
+  end
+end
 
 -- How many leading bytes sniff() needs.
 _M.SNIFF_BYTES = 16

@@ -64,6 +64,7 @@ function _M.new(opts)
   end
   o.sleep = o.sleep or ngx.sleep
   o.now = o.now or ngx.now
+  o.on_warning = o.on_warning or function(message) ngx.log(ngx.WARN, "wxmedia: ", message) end
 
   local client, err, details = client_mod.new(o, OPTIONS)
   if not client then return nil, err, details end

@@ -6,7 +6,7 @@
 -- memory() is the default (one process), file() is shared by the processes of one machine,
 -- shared_dict() by the workers of one nginx; wrap() adapts any object with get and set (a Redis or
 -- memcached client) to the shape. The implementations live in wxmedia/store/.
-local error, pcall, require, select, type = error, pcall, require, select, type
+local error, pcall, require, select, tostring, type = error, pcall, require, select, tostring, type
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 local _M = {}
@@ -24,32 +24,57 @@ function _M.shared_dict(dict, opts)
   return require("wxmedia.store.shared_dict").new(dict, opts)
 end
 
--- Adapts any object with get(key) and set(key, value, ttl) methods. Non-string answers (Redis
--- clients' ngx.null, false) read as "no value"; without delete, a key is overwritten with an empty
--- value that expires at once; without lock, callers go without one. what names the option in
--- messages ("token_store").
-function _M.wrap(obj, what, level)
+-- Adapts any object with get(key) and set(key, value, ttl) methods to the shape, and makes it safe
+-- to lean on: a method that raises or answers nil, message (a Redis that is down, a store file that
+-- cannot be written) is reported to warn(message) and reads as "no value" / "not written" / "no
+-- lock", so the call goes on without the cache. Non-string answers (Redis clients' ngx.null, false)
+-- read as "no value"; without delete, a key is overwritten with an empty value that expires at once;
+-- without lock, callers go without one. what names the option in messages ("option 'token_store'
+-- to 'new'"); warn defaults to ignoring.
+function _M.wrap(obj, what, level, warn)
   what = what or "store"
   if (type(obj) ~= "table" and type(obj) ~= "userdata") or type(obj.get) ~= "function"
     or type(obj.set) ~= "function" then
     error("bad " .. what .. " (a store with get and set methods expected, got " .. type(obj) .. ")",
       (level or 2) + 1)
   end
+  warn = warn or function() end
+  local function call(method, ...)
+    local ok, res, err = pcall(obj[method], obj, ...)
+    if not ok then
+      warn("the store's " .. method .. " failed: " .. tostring(res))
+      return nil
+    end
+    -- a second answer is a message: why it failed, or what it had to do (a damaged file kept aside)
+    if err ~= nil then warn(tostring(err)) end
+    return res
+  end
   local adapter = {}
   function adapter.get(_, key)
-    local v = obj:get(key)
+    local v = call("get", key)
     if type(v) ~= "string" or v == "" then return nil end
     return v
   end
   function adapter.set(_, key, value, ttl)
-    return obj:set(key, value, ttl)
+    return call("set", key, value, ttl)
   end
   function adapter.delete(_, key)
-    if type(obj.delete) == "function" then return obj:delete(key) end
-    return obj:set(key, "", 1)
+    if type(obj.delete) == "function" then return call("delete", key) end
+    return call("set", key, "", 1)
   end
   if type(obj.lock) == "function" then
-    function adapter.lock(_, key, timeout) return obj:lock(key, timeout) end
+    function adapter.lock(_, key, timeout)
+      local ok, l, err = pcall(obj.lock, obj, key, timeout)
+      if not ok then
+        warn("the store's lock failed: " .. tostring(l))
+        return nil
+      end
+      if not l then
+        warn("the lock " .. key .. " was not had within " .. tostring(timeout) .. " s (" .. tostring(err)
+          .. "): going on without it")
+      end
+      return l
+    end
   end
   return adapter
 end

@@ -55,7 +55,8 @@ end
 
 -- opts: { mode = "stable"|"classic"|"static"|"provider", appid =, secret =, access_token =,
 --   origin = where a static token came from (for messages), provider = function() -> token,
---   expires_in, store =, transport = (a wxmedia.transport), now = function() -> wall seconds,
+--   expires_in, store = (a store as store.wrap makes it), transport = (a wxmedia.transport),
+--   now = function() -> wall seconds,
 --   lock_timeout =, base_url = (part of the store key) }.
 function _M.new(opts)
   local mode = opts.mode
@@ -73,7 +74,7 @@ function _M.new(opts)
   self.static = function() return static_token end
   self.provider = opts.provider
   if self.refreshable then
-    self.store = store_mod.wrap(opts.store or _M.default_store(), "option 'token_store' to 'new'", 4)
+    self.store = opts.store
     self.key = _M.key(mode, self.appid, opts.base_url)
   end
   return self

@@ -69,6 +69,8 @@ local function helper(name)
   end
 end
 _M.stat = helper("stat")
+_M.lstat = helper("lstat")
+_M.write_private = helper("write_private")
 _M.sha256_file = helper("sha256_file")
 _M.lock = helper("lock")
 

@@ -1,10 +1,14 @@
 -- A store in one JSON file, shared by the processes of one machine: readers see either the old or
--- the new file (every write goes to a temp file renamed over it), writers take turns on a lock file,
--- and lock(key) gives a cross-process lock per key so that only one process fetches a token while
--- the others wait and then read it.
--- Tokens are secrets: keep the file in a folder only the service's user can read.
-local io_open, os_remove, os_rename, pairs, setmetatable, tostring, type =
-  io.open, os.remove, os.rename, pairs, setmetatable, tostring, type
+-- the new file (every write goes to a new private temp file renamed over it), writers take turns on
+-- a lock file, and lock(key) gives a cross-process lock per key so that only one process fetches a
+-- token while the others wait and then read it.
+-- Tokens are secrets: the file and its lock files are created 0600, never through a symbolic link
+-- (a link planted at the store's path, its temp or lock files is refused, not followed). A damaged
+-- file is kept aside as <path>.corrupt, not silently replaced. Failures are answered as nil, message
+-- (the client passes them to on_warning and goes on without the cache); a write that had to do
+-- something worth knowing answers true, message.
+local io_open, os_rename, pairs, setmetatable, tostring, type =
+  io.open, os.rename, pairs, setmetatable, tostring, type
 local cjson = require("cjson.safe").new()
 local transport = require "wxmedia.transport"
 
@@ -33,34 +37,33 @@ function _M.new(path, opts)
   }, mt)
 end
 
--- All entries, { key = { value =, expires_at = } }; a missing or damaged file reads as empty.
+-- nil when the store's path may be read and written, else why not.
+local function unusable(self)
+  local st = transport.lstat(self.path)
+  if not st then return nil end               -- not there yet: the first write makes it
+  if st.type == "symlink" then
+    return "the store file " .. self.path .. " is a symbolic link: tokens are not read or written through it"
+  elseif st.type == "directory" then
+    return "the store file " .. self.path .. " is a directory"
+  elseif st.type ~= "file" then
+    return "the store file " .. self.path .. " is not a regular file"
+  end
+  return nil
+end
+
+-- All entries, { key = { value =, expires_at = } }, or nil, why; damaged = true when the file holds
+-- something that is not the store's JSON.
 local function load(self)
+  local problem = unusable(self)
+  if problem then return nil, problem end
   local f = io_open(self.path, "rb")
   if not f then return {} end
   local text = f:read("*a")  -- "*a": plain Lua 5.1 knows no "a"
   f:close()
-  local data = text and cjson.decode(text)
-  if type(data) ~= "table" then return {} end
+  if not text or text == "" then return {} end
+  local data = cjson.decode(text)
+  if type(data) ~= "table" then return {}, nil, true end
   return data
-end
-
-local function save(self, data)
-  local tmp = self.path .. ".tmp"
-  local f, err = io_open(tmp, "wb")
-  if not f then return nil, "file store: cannot write: " .. tostring(err) end
-  local text = cjson.encode(data)
-  local ok, werr = f:write(text)
-  local cok, cerr = f:close()
-  if not ok or not cok then
-    os_remove(tmp)
-    return nil, "file store: cannot write: " .. tostring(werr or cerr)
-  end
-  local rok, rerr = os_rename(tmp, self.path)
-  if not rok then
-    os_remove(tmp)
-    return nil, "file store: cannot replace the file: " .. tostring(rerr)
-  end
-  return true
 end
 
 local function alive(self, e)
@@ -68,22 +71,38 @@ local function alive(self, e)
     and (type(e.expires_at) ~= "number" or e.expires_at > self.now())
 end
 
--- Read, change, write back, with the writers' lock held.
+-- Read, change, write back, with the writers' lock held. A damaged file is moved aside first.
 local function update(self, change)
   local lock, lerr = transport.lock(self.path .. ".lock", self.lock_timeout)
-  if not lock then return nil, "file store: " .. tostring(lerr) end
-  local data = load(self)
-  for k, e in pairs(data) do
-    if not alive(self, e) then data[k] = nil end
+  if not lock then return nil, "the store file's lock: " .. tostring(lerr) end
+  local data, problem, damaged = load(self)
+  local warning
+  if damaged then
+    local aside = self.path .. ".corrupt"
+    if os_rename(self.path, aside) then
+      warning = "the store file " .. self.path .. " was damaged: kept aside as " .. aside
+    end
   end
-  change(data)
-  local ok, err = save(self, data)
+  local ok, err = nil, problem
+  if data then
+    for k, e in pairs(data) do
+      if not alive(self, e) then data[k] = nil end
+    end
+    change(data)
+    ok, err = transport.write_private(self.path, cjson.encode(data))
+  end
   lock:unlock()
-  return ok, err
+  if ok then return true, warning end
+  return nil, err
 end
 
 function _M.get(self, key)
-  local e = load(self)[key]
+  local data, problem, damaged = load(self)
+  if not data then return nil, problem end
+  if damaged then
+    return nil, "the store file " .. self.path .. " is damaged: it is kept aside at the next write"
+  end
+  local e = data[key]
   if alive(self, e) then return e.value end
   return nil
 end
