@@ -96,11 +96,14 @@ function _M.new(opts, extra)
 
   local kept = {}
   for _, name in ipairs(POLICY) do kept[name] = o[name] end
+  -- a video_url to a private address is followed only when allowed, by default only against a
+  -- local server (the emulator)
+  local allow_private = o.allow_private_urls
+  if allow_private == nil then allow_private = o.base_url ~= nil and config.local_url(o.base_url) end
   local self = setmetatable({
     opts = kept, sleep = sleep, now = now, appid = o.appid,
     transport = transport.new({ session = session, backend = o.transport }, "new", 2),
-    -- a video_url to a private address is followed only against a local server (the emulator)
-    allow_private_urls = o.allow_private_urls or (o.base_url ~= nil and config.local_url(o.base_url)),
+    allow_private_urls = allow_private,
   }, mt)
   -- the stores: a store that fails is reported to on_warning (once a minute), and the call goes on
   local warn = warn_mod.new(o.on_warning, now)
@@ -262,8 +265,12 @@ function _M.get(self, media_id, path, opts)
   check_arg(2, "get", path, "string")
   check_arg(3, "get", opts, "table?")
   check_call_options("get", opts)
-  if media_id == "" then return errors.input("get: media_id is empty") end
-  if path == "" then return errors.input("get: path is empty") end
+  if media_id == "" then return errors.input("cannot get a medium: the media_id is empty") end
+  if #media_id > answer.MAX_ID then
+    return errors.input(format("cannot get a medium: the media_id is %d characters long; WeChat's are 64",
+      #media_id))
+  end
+  if path == "" then return errors.input("cannot get " .. media_id .. ": the destination path is empty") end
   local p = policy(self, opts)
   local args = { jssdk = p.jssdk or nil, progress = p.progress }
   local res, err, details = retry.run(p, attempt_with_token, self, "cannot get " .. media_id, get_exchange,
