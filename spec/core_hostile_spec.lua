@@ -489,6 +489,22 @@ describe("wxmedia.core against hostile answers and paths", function()
       assert.equal("MP4DATA", helper.read(dir .. "/dest"))
     end)
 
+    it("no message holds the URL or its query", function()
+      for _, url in ipairs {
+        "http://127.0.0.1:1/v.mp4?access_token=SECRETVALUE",          -- connect
+        "http://[::1/v.mp4?access_token=SECRETVALUE",                 -- malformed
+        "gopher://127.0.0.1:1/v.mp4?access_token=SECRETVALUE",        -- not http(s)
+      } do
+        local r, err = s:fetch(url, dir .. "/dest", { allow_private = true })
+        assert.is_nil(r)
+        assert.is_nil(err:find("SECRETVALUE", 1, true), err)
+        assert.is_nil(err:find("v.mp4", 1, true), err)
+      end
+      local r, err = s:fetch("http://10.0.0.1/v.mp4?access_token=SECRETVALUE", dir .. "/dest")
+      assert.is_nil(r)
+      assert.is_nil(err:find("SECRETVALUE", 1, true), err)
+    end)
+
     it("only over http and https", function()
       local r, err, kind = s:fetch("file:///etc/passwd", dir .. "/dest", { allow_private = true })
       assert.is_nil(r)

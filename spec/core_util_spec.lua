@@ -79,7 +79,7 @@ describe("wxmedia.core helpers", function()
         .. helper.shell_quote(dir .. "/sub") .. " && mkfifo " .. helper.shell_quote(dir .. "/fifo"))
       for _, case in ipairs {
         { dir .. "/link", dir .. "/link is a symbolic link" },
-        { dir .. "/sub", dir .. "/sub is not a regular file" },
+        { dir .. "/sub", dir .. "/sub is a directory" },
         { dir .. "/fifo", dir .. "/fifo is not a regular file" },
       } do
         local ok, err, kind = core.write_private(case[1], "data")

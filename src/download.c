@@ -11,6 +11,8 @@
 **   - a FIFO or a character device (/dev/null, a named pipe, a terminal): written in place, as
 **     `curl -o` does, with no temp file;
 **   - a directory, a socket, a block device, a dangling symlink: refused (input), nothing touched.
+** no_replace never replaces an existing regular file (checked before the request, and again by
+** the final link or rename, which fails rather than replace); a FIFO or device is still written.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,13 +30,6 @@ static void decide (wxm_transfer *t) {
 }
 
 /* {====== the destination ====== */
-
-static const char *what_it_is (mode_t m) {
-  if (S_ISDIR(m)) return "a directory";
-  if (S_ISSOCK(m)) return "a socket";
-  if (S_ISBLK(m)) return "a block device";
-  return "not a regular file";
-}
 
 /*
 ** Sets where the file goes for the destination `path` (which stays alive during the call), by the
@@ -80,7 +75,7 @@ static int destination (wxm_transfer *t, const char *path) {
     t->in_place = 1;
     return 1;
   }
-  wxm_defer(t, "input", "%s is %s", path, what_it_is(st.st_mode));
+  wxm_defer(t, "input", "%s is %s", path, wxm_what_it_is(st.st_mode));
   return 0;
 }
 
