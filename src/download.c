@@ -94,7 +94,7 @@ static int open_in_place (wxm_transfer *t) {
   }
   if (fstat(fd, &st) != 0 || !(S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {
     close(fd);
-    wxm_defer(t, "input", "%s changed while the download started", t->path);
+    wxm_defer(t, "input", "%s changed: it is no longer a FIFO or a device", t->path);
     return 0;
   }
   if ((flags = fcntl(fd, F_GETFL)) >= 0) (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
@@ -310,7 +310,7 @@ static int commit_file (lua_State *L, wxm_transfer *t) {
 }
 
 static int finish (lua_State *L, wxm_transfer *t, CURLcode rc) {
-  if (rc != CURLE_OK) {
+  if (rc != CURLE_OK || t->aborted != WXM_NOT_ABORTED) {
     wxm_transfer_end(t);
     return wxm_push_failure(L, t, rc);
   }

@@ -332,7 +332,7 @@ int wxm_push_failure (lua_State *L, wxm_transfer *t, CURLcode rc) {
   if (t->fail_kind != NULL) return wxm_fail(L, t->fail_kind, "%s", t->fail_msg);
   if (t->blocked[0] != '\0' && (rc == CURLE_COULDNT_CONNECT || rc == CURLE_ABORTED_BY_CALLBACK))
     return push_blocked(L, t);
-  if (rc == CURLE_ABORTED_BY_CALLBACK && t->aborted == WXM_ABORT_FALSE)
+  if (t->aborted == WXM_ABORT_FALSE)
     return wxm_fail(L, "aborted", "the transfer was stopped by the progress function");
   if (rc == CURLE_WRITE_ERROR && t->over_cap)
     return wxm_fail(L, "transfer", "the answer (HTTP %ld) was over the cap of %lu bytes for a body kept in memory",

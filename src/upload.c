@@ -150,6 +150,6 @@ int wxm_s_upload (lua_State *L) {
   if (rc == CURLE_OK) rc = wxm_perform(L, &t);
   curl_easy_setopt(s->curl, CURLOPT_BUFFERSIZE, WXMEDIA_RECV_BUFFER);
   wxm_transfer_end(&t);
-  if (rc != CURLE_OK) return wxm_push_failure(L, &t, rc);
+  if (rc != CURLE_OK || t.aborted != WXM_NOT_ABORTED) return wxm_push_failure(L, &t, rc);
   return wxm_push_body_result(L, &t);
 }
