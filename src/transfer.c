@@ -1,8 +1,9 @@
 /*
 ** transfer.c: one call on a session. The callbacks libcurl runs during curl_easy_perform
-** (headers, body, progress), and turning the outcome into Lua values.
-** Nothing here raises while libcurl is on the C stack: the progress function runs under
-** lua_pcall, and its error is kept and reported after curl_easy_perform returns.
+** (headers, body, progress, the address checks of fetch), and turning the outcome into Lua values.
+** Nothing raises while libcurl is on the C stack: every Lua callback runs under lua_pcall; its
+** error is kept on the Lua stack and raised again once curl_easy_perform returned and the call's
+** C resources (temp file, form, headers, open files) are released.
 */
 #include <errno.h>
 #include <stdarg.h>
