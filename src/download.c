@@ -31,6 +31,24 @@ static void decide (wxm_transfer *t) {
 
 /* {====== the destination ====== */
 
+/* A new file's folder is a folder: a typo in it fails before the download, not after. */
+static int folder_exists (wxm_transfer *t, const char *path) {
+  const char *slash = strrchr(path, '/');
+  struct stat st;
+  char *dir;
+  int e = 0;
+  if (slash == NULL || slash == path) return 1;          /* the current folder, or / */
+  if ((dir = (char *)malloc((size_t)(slash - path) + 1)) == NULL) return 1;   /* the temp file will tell */
+  memcpy(dir, path, (size_t)(slash - path));
+  dir[slash - path] = '\0';
+  if (stat(dir, &st) != 0) e = errno;
+  else if (!S_ISDIR(st.st_mode)) e = ENOTDIR;
+  free(dir);
+  if (e == 0) return 1;
+  wxm_defer(t, "io", "cannot write %s: %s", path, WXM_STRERROR(e));
+  return 0;
+}
+
 /*
 ** Sets where the file goes for the destination `path` (which stays alive during the call), by the
 ** rules above; 0 with a deferred failure when it cannot go there. Runs before the request, and
@@ -48,7 +66,7 @@ static int destination (wxm_transfer *t, const char *path) {
     return 0;
   }
   if (lstat(path, &st) != 0) {
-    if (errno == ENOENT) return 1;     /* a new file (a missing folder shows when the temp file is made) */
+    if (errno == ENOENT) return folder_exists(t, path);     /* a new file */
     wxm_defer(t, "io", "cannot write %s: %s", path, WXM_STRERROR(errno));
     return 0;
   }
