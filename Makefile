@@ -88,10 +88,16 @@ install: build
 	sed '1s|^#!.*|#!/usr/bin/env $(LUA)|' bin/wxmedia >$(DESTDIR)$(BINDIR)/wxmedia
 	chmod 0755 $(DESTDIR)$(BINDIR)/wxmedia
 
+# luacheck, cppcheck, and the rockspec's C sources against src/*.c (LuaRocks builds from its list).
 lint:
 	luacheck -q lua spec emulator bench bin/wxmedia examples
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 	  --inline-suppr --std=c99 -I src src
+	@listed=$$(grep -o '"src/[^"]*\.c"' rockspec/wxmedia-scm-1.rockspec | tr -d '"' | sort); \
+	present=$$(ls src/*.c | sort); \
+	if [ "$$listed" != "$$present" ]; then \
+	  echo "rockspec/wxmedia-scm-1.rockspec: the C sources differ from src/*.c:" >&2; \
+	  echo "listed:" $$listed >&2; echo "in src:" $$present >&2; exit 1; fi
 
 clean:
 	rm -rf build

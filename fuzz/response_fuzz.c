@@ -7,7 +7,9 @@
 **   - no read or write outside a buffer (ASan), no undefined behaviour (UBSan);
 **   - the Content-Disposition value and the filename stay NUL-terminated inside their buffers;
 **   - a body kept in memory never grows past the cap;
-**   - a media/get body that starts with '{' and fits the cap is never taken for a file.
+**   - only a 200 is ever taken for a file, for media/get and a CDN alike (never a 204 or a 206);
+**   - a body that starts with '{' (after a UTF-8 BOM and blanks) and fits the cap is never a file;
+**   - a body that ends empty, blank or as a lone BOM is never a file.
 */
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,7 +18,7 @@
 
 #include "response.h"
 
-#define CD_SIZE 1024              /* as the core's wxm_transfer.cd */
+#define CD_SIZE WXM_CD_MAX        /* as the core's wxm_transfer.cd */
 #define MAX_BODY 4096             /* a small cap, so that the fuzzer reaches it */
 
 static void check (int ok) {
@@ -74,15 +76,23 @@ static size_t read_headers (const char *d, size_t size, struct response *r) {
   return pos;
 }
 
-/* The body, in chunks, through the same steps as download.c's write callback. */
+/* Past an optional UTF-8 BOM and the blanks after it: the index of the first telling byte. */
+static size_t first_telling (const char *d, size_t n) {
+  size_t i = (n >= 3 && memcmp(d, "\xEF\xBB\xBF", 3) == 0) ? 3 : 0;
+  while (i < n && (d[i] == ' ' || (d[i] >= '\t' && d[i] <= '\r'))) i++;
+  return i;
+}
+
+/* The body, in chunks, through the same steps as download.c's write callback and finish(). */
 static void read_body (const char *d, size_t size, size_t chunk, const struct response *r, int media_get) {
   enum wxm_mode mode = wxm_decide(r->status, r->has_ct ? r->ct : NULL, media_get, r->has_cd);
   char *held = NULL;              /* the sniffed or in-memory body */
   size_t held_len = 0, pos = 0;
-  int json = 0;
+  int json = 0, over = 0;
+  check(mode == WXM_BODY || mode == WXM_SNIFF);
   while (pos < size && mode != WXM_FILE) {
     size_t n = size - pos < chunk ? size - pos : chunk;
-    if (mode == WXM_BODY && !wxm_body_fits(held_len, n, MAX_BODY)) break;     /* over the cap */
+    if (mode == WXM_BODY && !wxm_body_fits(held_len, n, MAX_BODY)) { over = 1; break; }
     {
       char *grown = realloc(held, held_len + n);
       check(grown != NULL);
@@ -95,16 +105,26 @@ static void read_body (const char *d, size_t size, size_t chunk, const struct re
       switch (wxm_sniff_body(held, held_len, held_len - n, r->cl, MAX_BODY)) {
         case WXM_SNIFF_MORE: check(held_len <= MAX_BODY); break;
         case WXM_SNIFF_JSON: mode = WXM_BODY; json = 1; break;
-        case WXM_SNIFF_OVER_CAP: pos = size; break;
+        case WXM_SNIFF_OVER_CAP: over = 1; pos = size; break;
         case WXM_SNIFF_FILE: mode = WXM_FILE; break;
       }
     }
     if (mode == WXM_BODY) check(held_len <= MAX_BODY);
   }
+  if (mode == WXM_FILE) {
+    /* a file: a 200 whose first telling byte exists and is not an error document's '{' */
+    size_t i = first_telling(held, held_len);
+    check(r->status == 200);
+    check(i < held_len);
+    check(held[i] != '{' || (r->cl >= 0 && r->cl > MAX_BODY));
+  }
+  else if (mode == WXM_SNIFF && !over) {
+    /* the body ended while still undecided: empty, blank or a BOM, and not a file */
+    check(first_telling(held, held_len) == held_len || (held_len < 3 && (unsigned char)held[0] == 0xEF));
+  }
   if (json) {
-    /* WeChat's JSON: its first non-blank byte is '{', and it was never written as a file */
-    size_t i = 0;
-    while (i < held_len && (held[i] == ' ' || (held[i] >= '\t' && held[i] <= '\r'))) i++;
+    /* an error document: its first byte past a BOM and blanks is '{', and it was never a file */
+    size_t i = first_telling(held, held_len);
     check(i < held_len && held[i] == '{');
   }
   free(held);

@@ -273,6 +273,7 @@ describe("wxmedia.core media", function()
       assert.is_nil(r)
       assert.equal("io", kind)
       assert.equal("cannot write " .. dir .. "/missing/x.jpg: no such file or directory", err)
+      assert.same({}, emu:requests("get"))       -- found before any request
       assert.same({}, helper.ls(dir))
     end)
   end)

@@ -38,6 +38,67 @@ describe("wxmedia.core helpers", function()
     end)
   end)
 
+  describe("lstat", function()
+    it("describes the path itself: a symlink is a symlink, stat follows it", function()
+      local target = helper.write(dir .. "/target", "abc")
+      helper.sh("ln -s target " .. helper.shell_quote(dir .. "/link") .. " && ln -s nowhere "
+        .. helper.shell_quote(dir .. "/dangling"))
+      assert.equal("symlink", assert(core.lstat(dir .. "/link")).type)
+      assert.equal("file", assert(core.stat(dir .. "/link")).type)
+      assert.equal(3, assert(core.stat(dir .. "/link")).size)
+      assert.equal("symlink", assert(core.lstat(dir .. "/dangling")).type)
+      assert.equal("file", assert(core.lstat(target)).type)
+      assert.equal("directory", assert(core.lstat(dir)).type)
+      local st, err, kind = core.stat(dir .. "/dangling")
+      assert.is_nil(st)
+      assert.equal("input", kind)
+      assert.equal("cannot access " .. dir .. "/dangling: no such file or directory", err)
+    end)
+  end)
+
+  describe("write_private", function()
+    local function mode(path)
+      return (helper.sh("stat -c %a " .. helper.shell_quote(path)):gsub("%s", ""))
+    end
+
+    it("writes a new file only its owner may read, and replaces an existing one whole", function()
+      local path = dir .. "/store.json"
+      assert.is_true(core.write_private(path, "one"))
+      assert.equal("one", helper.read(path))
+      assert.equal("600", mode(path))
+      helper.sh("chmod 644 " .. helper.shell_quote(path))
+      assert.is_true(core.write_private(path, "two\0with a NUL"))
+      assert.equal("two\0with a NUL", helper.read(path))
+      assert.equal("600", mode(path))
+      assert.same({ "store.json" }, helper.ls(dir))     -- no temp file left
+    end)
+
+    it("refuses a symlink (its target untouched), a directory and a FIFO: io", function()
+      local target = helper.write(dir .. "/target", "precious")
+      helper.sh("ln -s target " .. helper.shell_quote(dir .. "/link") .. " && mkdir "
+        .. helper.shell_quote(dir .. "/sub") .. " && mkfifo " .. helper.shell_quote(dir .. "/fifo"))
+      for _, case in ipairs {
+        { dir .. "/link", dir .. "/link is a symbolic link" },
+        { dir .. "/sub", dir .. "/sub is a directory" },
+        { dir .. "/fifo", dir .. "/fifo is not a regular file" },
+      } do
+        local ok, err, kind = core.write_private(case[1], "data")
+        assert.is_nil(ok)
+        assert.equal("io", kind)
+        assert.equal(case[2], err)
+      end
+      assert.equal("precious", helper.read(target))
+      assert.same({ "fifo", "link", "sub", "target" }, helper.ls(dir))
+    end)
+
+    it("returns nil, message, io when the folder cannot be written", function()
+      local ok, err, kind = core.write_private(dir .. "/missing/store.json", "data")
+      assert.is_nil(ok)
+      assert.equal("io", kind)
+      assert.equal("cannot write " .. dir .. "/missing/store.json: no such file or directory", err)
+    end)
+  end)
+
   describe("sha256_file", function()
     local function sha256sum(path)
       return (helper.sh("sha256sum " .. helper.shell_quote(path)):match("^(%x+)"))
@@ -119,6 +180,23 @@ describe("wxmedia.core helpers", function()
       collectgarbage("collect")
       out = helper.sh("flock -n " .. helper.shell_quote(path) .. " true && echo free || echo held")
       assert.equal("free", (out:gsub("%s", "")))
+    end)
+
+    it("never follows a symlink nor opens a FIFO or a directory: io", function()
+      local target = dir .. "/elsewhere.lock"
+      helper.sh("ln -s elsewhere.lock " .. helper.shell_quote(dir .. "/link.lock") .. " && mkfifo "
+        .. helper.shell_quote(dir .. "/fifo.lock") .. " && mkdir " .. helper.shell_quote(dir .. "/dir.lock"))
+      for _, case in ipairs {
+        { dir .. "/link.lock", dir .. "/link.lock is a symbolic link" },
+        { dir .. "/fifo.lock", dir .. "/fifo.lock is not a regular file" },
+        { dir .. "/dir.lock", "cannot open " .. dir .. "/dir.lock: is a directory" },
+      } do
+        local l, err, kind = core.lock(case[1], 0)
+        assert.is_nil(l)
+        assert.equal("io", kind)
+        assert.equal(case[2], err)
+      end
+      assert.is_nil(helper.read(target))       -- the link's target was not created
     end)
 
     it("returns nil, message, io when the file cannot be opened", function()

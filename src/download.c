@@ -11,6 +11,8 @@
 **   - a FIFO or a character device (/dev/null, a named pipe, a terminal): written in place, as
 **     `curl -o` does, with no temp file;
 **   - a directory, a socket, a block device, a dangling symlink: refused (input), nothing touched.
+** no_replace never replaces an existing regular file (checked before the request, and again by
+** the final link or rename, which fails rather than replace); a FIFO or device is still written.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,11 +31,22 @@ static void decide (wxm_transfer *t) {
 
 /* {====== the destination ====== */
 
-static const char *what_it_is (mode_t m) {
-  if (S_ISDIR(m)) return "a directory";
-  if (S_ISSOCK(m)) return "a socket";
-  if (S_ISBLK(m)) return "a block device";
-  return "not a regular file";
+/* A new file's folder is a folder: a typo in it fails before the download, not after. */
+static int folder_exists (wxm_transfer *t, const char *path) {
+  const char *slash = strrchr(path, '/');
+  struct stat st;
+  char *dir;
+  int e = 0;
+  if (slash == NULL || slash == path) return 1;          /* the current folder, or / */
+  if ((dir = (char *)malloc((size_t)(slash - path) + 1)) == NULL) return 1;   /* the temp file will tell */
+  memcpy(dir, path, (size_t)(slash - path));
+  dir[slash - path] = '\0';
+  if (stat(dir, &st) != 0) e = errno;
+  else if (!S_ISDIR(st.st_mode)) e = ENOTDIR;
+  free(dir);
+  if (e == 0) return 1;
+  wxm_defer(t, "io", "cannot write %s: %s", path, WXM_STRERROR(e));
+  return 0;
 }
 
 /*
@@ -53,7 +66,7 @@ static int destination (wxm_transfer *t, const char *path) {
     return 0;
   }
   if (lstat(path, &st) != 0) {
-    if (errno == ENOENT) return 1;     /* a new file (a missing folder shows when the temp file is made) */
+    if (errno == ENOENT) return folder_exists(t, path);     /* a new file */
     wxm_defer(t, "io", "cannot write %s: %s", path, WXM_STRERROR(errno));
     return 0;
   }
@@ -80,7 +93,7 @@ static int destination (wxm_transfer *t, const char *path) {
     t->in_place = 1;
     return 1;
   }
-  wxm_defer(t, "input", "%s is %s", path, what_it_is(st.st_mode));
+  wxm_defer(t, "input", "%s is %s", path, wxm_what_it_is(st.st_mode));
   return 0;
 }
 
@@ -99,7 +112,7 @@ static int open_in_place (wxm_transfer *t) {
   }
   if (fstat(fd, &st) != 0 || !(S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {
     close(fd);
-    wxm_defer(t, "input", "%s changed while the download started", t->path);
+    wxm_defer(t, "input", "%s changed: it is no longer a FIFO or a device", t->path);
     return 0;
   }
   if ((flags = fcntl(fd, F_GETFL)) >= 0) (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
@@ -315,7 +328,7 @@ static int commit_file (lua_State *L, wxm_transfer *t) {
 }
 
 static int finish (lua_State *L, wxm_transfer *t, CURLcode rc) {
-  if (rc != CURLE_OK) {
+  if (rc != CURLE_OK || t->aborted != WXM_NOT_ABORTED) {
     wxm_transfer_end(t);
     return wxm_push_failure(L, t, rc);
   }

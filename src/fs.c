@@ -12,12 +12,30 @@
 
 #define HEAD_MAX 256
 
+/*
+** Opens a file the core reads (to upload, hash or sniff it), or -1 with errno. O_NONBLOCK: opening
+** a FIFO does not wait for a writer (the callers refuse anything but a regular file, and reads of
+** a regular file never block); O_NOCTTY: a terminal never becomes the controlling one.
+*/
+int wxm_open_read (const char *path) {
+  return open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+}
+
+/* What a path that is not a regular file is, for "<path> is <it>". */
+const char *wxm_what_it_is (mode_t m) {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISLNK(m)) return "a symbolic link";
+  return "not a regular file";
+}
+
 /* The first n bytes of a regular file as a string on the stack, or nothing pushed (returns 0) when
    it cannot be opened or read or is empty: the caller then reads it its own way, for its message. */
 static int push_head (lua_State *L, const char *path, size_t n) {
   char buf[HEAD_MAX];
   size_t got = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  int fd = wxm_open_read(path);
   if (fd < 0) return 0;
   while (got < n) {
     ssize_t r = read(fd, buf + got, n - got);
@@ -80,8 +98,7 @@ static int core_write_private (lua_State *L) {
   int e;
   if (WXM_HAS_NUL(path, len)) return wxm_fail(L, "input", "the path holds a NUL byte");
   if (lstat(path, &st) == 0) {
-    if (S_ISLNK(st.st_mode)) return wxm_fail(L, "io", "%s is a symbolic link", path);
-    if (!S_ISREG(st.st_mode)) return wxm_fail(L, "io", "%s is not a regular file", path);
+    if (!S_ISREG(st.st_mode)) return wxm_fail(L, "io", "%s is %s", path, wxm_what_it_is(st.st_mode));
   }
   else if (errno != ENOENT) return wxm_fail(L, "io", "cannot write %s: %s", path, WXM_STRERROR(errno));
   if ((e = wxm_temp_open(&tmp, path, 0600)) != 0)

@@ -103,6 +103,6 @@ int wxm_s_request (lua_State *L) {
   else if (rc == CURLE_OK) rc = curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
   if (rc == CURLE_OK) rc = wxm_perform(L, &t);
   wxm_transfer_end(&t);
-  if (rc != CURLE_OK) return wxm_push_failure(L, &t, rc);
+  if (rc != CURLE_OK || t.aborted != WXM_NOT_ABORTED) return wxm_push_failure(L, &t, rc);
   return wxm_push_body_result(L, &t);
 }

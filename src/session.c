@@ -152,14 +152,13 @@ static CURLcode apply_options (lua_State *L, int idx, wxm_session *s) {
       double v = present ? (double)lua_tonumber(L, -1) : o->def;
       rc = curl_easy_setopt(c, o->curl, (long)(v * o->scale));
     }
-    else if (!present) {}
-    else if (o->type == LUA_TSTRING && o->curl != (CURLoption)0)
-      rc = curl_easy_setopt(c, o->curl, lua_tostring(L, -1));   /* libcurl copies it */
-    else if (strcmp(o->name, "verify") == 0 && !lua_toboolean(L, -1)) {
+    else if (present && o->curl != (CURLoption)0)      /* a string libcurl copies */
+      rc = curl_easy_setopt(c, o->curl, lua_tostring(L, -1));
+    else if (present && strcmp(o->name, "verify") == 0 && !lua_toboolean(L, -1)) {
       rc = curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
       if (rc == CURLE_OK) rc = curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    else if (strcmp(o->name, "fsync") == 0) s->fsync = lua_toboolean(L, -1);
+    else if (present && strcmp(o->name, "fsync") == 0) s->fsync = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
   return rc;

@@ -111,12 +111,11 @@ static int core_sha256_file (lua_State *L) {
   struct stat st;
   int fd;
   if (WXM_HAS_NUL(path, len)) return wxm_fail(L, "input", "the path holds a NUL byte");
-  /* O_NONBLOCK: a FIFO must not hang the open; it is refused below */
-  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  fd = wxm_open_read(path);
   if (fd < 0) return wxm_fail(L, "input", "cannot open %s: %s", path, WXM_STRERROR(errno));
   if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
     close(fd);
-    return wxm_fail(L, "input", "%s is %s", path, S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+    return wxm_fail(L, "input", "%s is %s", path, wxm_what_it_is(st.st_mode));
   }
   sha256_init(&c);
   for (;;) {

@@ -13,6 +13,7 @@
 */
 #define _GNU_SOURCE 1       /* renameat2 and RENAME_NOREPLACE, where glibc has them */
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -95,12 +96,24 @@ static void on_signal (int sig) {
 }
 
 /*
+** The handlers point into this library, which lua_close unloads with the other C modules: a signal
+** that came after would jump into unmapped memory. Loading it once more with RTLD_NODELETE keeps
+** it mapped until the process ends (the handle is never closed, on purpose).
+*/
+static void pin_library (void) {
+  Dl_info info;
+  if (dladdr((void *)on_signal, &info) != 0 && info.dli_fname != NULL)
+    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+}
+
+/*
 ** core.remove_temp_files_on_signals() -> true. A signal whose action is not the default (ignored,
 ** or handled by the program) is left alone: the program chose what it does.
 */
 static int core_remove_temp_files_on_signals (lua_State *L) {
   static const int sigs[] = { SIGTERM, SIGHUP, SIGPIPE };
   size_t i;
+  pin_library();
   for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
     struct sigaction old, sa;
     if (sigaction(sigs[i], NULL, &old) != 0) continue;

@@ -1,8 +1,9 @@
 /*
 ** transfer.c: one call on a session. The callbacks libcurl runs during curl_easy_perform
-** (headers, body, progress), and turning the outcome into Lua values.
-** Nothing here raises while libcurl is on the C stack: the progress function runs under
-** lua_pcall, and its error is kept and reported after curl_easy_perform returns.
+** (headers, body, progress, the address checks of fetch), and turning the outcome into Lua values.
+** Nothing raises while libcurl is on the C stack: every Lua callback runs under lua_pcall; its
+** error is kept on the Lua stack and raised again once curl_easy_perform returned and the call's
+** C resources (temp file, form, headers, open files) are released.
 */
 #include <errno.h>
 #include <stdarg.h>
@@ -332,7 +333,7 @@ int wxm_push_failure (lua_State *L, wxm_transfer *t, CURLcode rc) {
   if (t->fail_kind != NULL) return wxm_fail(L, t->fail_kind, "%s", t->fail_msg);
   if (t->blocked[0] != '\0' && (rc == CURLE_COULDNT_CONNECT || rc == CURLE_ABORTED_BY_CALLBACK))
     return push_blocked(L, t);
-  if (rc == CURLE_ABORTED_BY_CALLBACK && t->aborted == WXM_ABORT_FALSE)
+  if (t->aborted == WXM_ABORT_FALSE)
     return wxm_fail(L, "aborted", "the transfer was stopped by the progress function");
   if (rc == CURLE_WRITE_ERROR && t->over_cap)
     return wxm_fail(L, "transfer", "the answer (HTTP %ld) was over the cap of %lu bytes for a body kept in memory",

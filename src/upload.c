@@ -62,13 +62,11 @@ static int seek_cb (void *ud, curl_off_t offset, int origin) {
 */
 static int open_input (lua_State *L, wxm_transfer *t, const char *path, lua_Number checked) {
   struct stat st;
-  /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below) */
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  int fd = wxm_open_read(path);
   if (fd < 0) return wxm_fail(L, "input", "cannot open %s: %s", path, WXM_STRERROR(errno));
   t->upload_fd = fd;
   if (fstat(fd, &st) != 0) return wxm_fail(L, "input", "cannot read %s: %s", path, WXM_STRERROR(errno));
-  if (S_ISDIR(st.st_mode)) return wxm_fail(L, "input", "%s is a directory", path);
-  if (!S_ISREG(st.st_mode)) return wxm_fail(L, "input", "%s is not a regular file", path);
+  if (!S_ISREG(st.st_mode)) return wxm_fail(L, "input", "%s is %s", path, wxm_what_it_is(st.st_mode));
   if (checked >= 0 && (lua_Number)st.st_size != checked)
     return wxm_fail(L, "input", "%s changed after it was checked: %.0f bytes then, %lld now", path,
                     (double)checked, (long long)st.st_size);
@@ -152,6 +150,6 @@ int wxm_s_upload (lua_State *L) {
   if (rc == CURLE_OK) rc = wxm_perform(L, &t);
   curl_easy_setopt(s->curl, CURLOPT_BUFFERSIZE, WXMEDIA_RECV_BUFFER);
   wxm_transfer_end(&t);
-  if (rc != CURLE_OK) return wxm_push_failure(L, &t, rc);
+  if (rc != CURLE_OK || t.aborted != WXM_NOT_ABORTED) return wxm_push_failure(L, &t, rc);
   return wxm_push_body_result(L, &t);
 }
