@@ -90,7 +90,7 @@ install: build
 
 # luacheck, cppcheck, and the rockspec's C sources against src/*.c (LuaRocks builds from its list).
 lint:
-	luacheck -q lua spec emulator bench bin/wxmedia examples
+	luacheck -q lua spec emulator bench bin/wxmedia examples fuzz
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 	  --inline-suppr --std=c99 -I src src
 	@listed=$$(grep -o '"src/[^"]*\.c"' rockspec/wxmedia-scm-1.rockspec | tr -d '"' | sort); \
@@ -118,20 +118,29 @@ memcheck:
 	elif [ $$rc = 99 ]; then echo "memcheck: valgrind found errors or definite leaks" >&2; exit 1; \
 	else echo "memcheck: the specs failed" >&2; exit 1; fi
 
-# libFuzzer (clang, Debian's libclang-rt-14-dev) on what the core reads from a server: the header
-# lines, Content-Disposition and its filename, "file or JSON", the body cap (src/response.c).
-# `make fuzz` runs FUZZ_TIME seconds (default 600), `make fuzz-ci` 30. New inputs go to
-# fuzz/corpus-run/ (not committed); the seeds in fuzz/corpus/ are read, never written.
+# libFuzzer (clang, Debian's libclang-rt-14-dev), two targets:
+#   response: what the core reads from a server: the header lines, Content-Disposition and its
+#             filename, "file or JSON", the body cap (src/response.c);
+#   answer:   WeChat's JSON answers as the client reads them (lua/wxmedia/answer.lua on lua-cjson,
+#             in a Lua 5.4 state: fuzz/answer_check.lua states the promises).
+# `make fuzz` runs each FUZZ_TIME seconds (default 600), `make fuzz-ci` 30. New inputs go to
+# fuzz/corpus-run/ and fuzz/answer_corpus-run/ (not committed); the seeds are read, never written.
 FUZZ_CC     ?= clang
 FUZZ_TIME   ?= 600
+FUZZ_FLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGET := build/fuzz/response_fuzz
+ANSWER_FUZZ := build/fuzz/answer_fuzz
 $(FUZZ_TARGET): fuzz/response_fuzz.c src/response.c src/response.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Isrc -o $@ fuzz/response_fuzz.c src/response.c
-fuzz: $(FUZZ_TARGET)
-	@mkdir -p fuzz/corpus-run
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Isrc -o $@ fuzz/response_fuzz.c src/response.c
+$(ANSWER_FUZZ): fuzz/answer_fuzz.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -I/usr/include/lua5.4 -o $@ fuzz/answer_fuzz.c -llua5.4
+fuzz: $(FUZZ_TARGET) $(ANSWER_FUZZ)
+	@mkdir -p fuzz/corpus-run fuzz/answer_corpus-run
 	$(FUZZ_TARGET) -max_total_time=$(FUZZ_TIME) -max_len=4096 -print_final_stats=1 \
 	  -dict=fuzz/response.dict -artifact_prefix=build/fuzz/ fuzz/corpus-run fuzz/corpus
+	WXMEDIA_ROOT=$(CURDIR) $(ANSWER_FUZZ) -max_total_time=$(FUZZ_TIME) -max_len=4096 -print_final_stats=1 \
+	  -dict=fuzz/answer.dict -artifact_prefix=build/fuzz/answer- fuzz/answer_corpus-run fuzz/answer_corpus
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZ_TIME=30

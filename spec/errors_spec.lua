@@ -64,7 +64,9 @@ describe("wxmedia.errors kinds", function()
     assert.equal(40001, errors.errcode(40001.0))
     assert.equal(40001, errors.errcode("40001"))
     assert.equal(-1, errors.errcode("-1"))
-    for _, bad in ipairs({ 1.5, 0 / 0, math.huge, -math.huge, "4x", {}, true }) do
+    -- (a string of 60 digits was found by fuzz/answer_fuzz.c: it read as a float errcode)
+    local bads = { 1.5, 0 / 0, math.huge, -math.huge, "4x", {}, true, 2 ^ 31, string.rep("3", 60) }
+    for _, bad in ipairs(bads) do
       assert.is_nil(errors.errcode(bad), tostring(bad))
     end
   end)

@@ -5,7 +5,7 @@ local error, pairs, setmetatable, tonumber, tostring, type =
   error, pairs, setmetatable, tonumber, tostring, type
 local sort = table.sort
 local format = string.format
-local math_floor, math_huge = math.floor, math.huge
+local math_floor = math.floor
 local math_type = math.type  -- nil before Lua 5.3
 local redact = require "wxmedia.redact"
 
@@ -113,10 +113,12 @@ local function whitelist_ip(errmsg)
 end
 
 -- An errcode as a server sent it, as an integer: JSON numbers decode as floats on Lua 5.3+ (40001.0
--- would print as such), and a server may send "40001". nil for anything else (NaN, inf, 1.5, {}).
+-- would print as such), and a server may send "40001". nil for anything else (NaN, inf, 1.5, {},
+-- and numbers no errcode reaches: beyond 32 bits, which a float cannot hold as an integer anyway).
+local ERRCODE_MAX = 2 ^ 31
 function _M.errcode(v)
   if type(v) == "string" and v:match("^%s*%-?%d+%s*$") then v = tonumber(v) end
-  if type(v) ~= "number" or v ~= v or v == math_huge or v == -math_huge or v ~= math_floor(v) then
+  if type(v) ~= "number" or v ~= v or v >= ERRCODE_MAX or v <= -ERRCODE_MAX or v ~= math_floor(v) then
     return nil
   end
   if math_type and math_type(v) == "float" then return math_floor(v) end
