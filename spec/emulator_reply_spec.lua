@@ -16,7 +16,8 @@ local NOTICE = "该公众号暂时无法提供服务，请稍后再试"
 -- The account's callback, run by an nginx of its own (spec/nginx_helper.lua): logs each request (a
 -- JSON line: path, headers, body) before anything else, then acts on its path: /text (a text reply
 -- quoting the message), /image/MEDIA_ID (an image reply), /slow/SECONDS (waits, then "success"),
--- /status/N, /junk (not XML), /wrongto (a reply to someone else), anything else "success". It reads
+-- /status/N, /junk (not XML), /dtd (a reply with entities), /wrongto (a reply to someone else),
+-- anything else "success". It reads
 -- the message with lua-expat, as an account's server would.
 local SERVER = [==[
 local cjson = require "cjson"
@@ -51,6 +52,11 @@ elseif mode == "status" then
   status = tonumber(arg)
 elseif mode == "junk" then
   out = "<p>not a reply"
+elseif mode == "dtd" then
+  -- entities that expand (the start of a "billion laughs")
+  local msg = assert(lom.parse(body))
+  out = '<!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+    .. reply(msg, field(msg, "FromUserName"), "text", "<Content>&b;&b;&b;</Content>")
 elseif mode == "text" or mode == "wrongto" then
   local msg = assert(lom.parse(body))
   local to = mode == "text" and field(msg, "FromUserName") or "oSomeoneElse0000000000000000"
@@ -433,11 +439,28 @@ describe("emulator replies #once", function()
       assert.are.equal("here it is", emu:received(rec.openid)[1].text.content)
     end)
 
+    it("forgets a delivery under way on reset: it records nothing afterwards", function()
+      set_callback("/slow/1")
+      local rec = emu:user_message { msg_type = "text", content = "x" }
+      assert.are.equal("pending", rec.state)
+      emu:reset()
+      -- the callback answers 1 s after the post; by 3 s the delivery has ended
+      for _ = 1, 60 do
+        if #callback_requests() > 0 then break end
+        helper.sh("sleep 0.05")
+      end
+      assert.are.equal(1, #callback_requests())
+      helper.sh("sleep 3")
+      assert.are.equal(400, (emu:control("GET", "delivery?msg_id=" .. rec.msg_id)))
+      assert.are.equal(400, (emu:control("GET", "user?openid=" .. rec.openid)))
+    end)
+
     it("takes success or an empty body as no reply, and shows the notice for what it cannot show", function()
       local cases = {
         { "/success", "none" },
         { "/status/200", "none" },   -- "success" again, under a path of its own
         { "/junk", "invalid", "^not XML" },
+        { "/dtd", "invalid", "^not XML" },
         { "/wrongto", "invalid", "ToUserName" },
         { "/image/" .. ("A"):rep(64), "invalid", "media_id" },
         { "/status/500", "failed", "HTTP 500" },
