@@ -1,5 +1,6 @@
 -- wxmedia from a source tree: `luarocks make rockspec/wxmedia-scm-1.rockspec` in the repository.
 -- On Debian, curl.h lives in the multiarch folder: add CURL_INCDIR=/usr/include/x86_64-linux-gnu.
+-- OpenSSL's libcrypto (libssl-dev) is found where Debian puts it, without OPENSSL_INCDIR/LIBDIR.
 rockspec_format = "3.0"
 package = "wxmedia"
 version = "scm-1"
@@ -28,6 +29,7 @@ dependencies = {
 
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
+  OPENSSL = { header = "openssl/evp.h", library = "crypto" },
 }
 
 build = {
@@ -35,14 +37,14 @@ build = {
   modules = {
     ["wxmedia.core"] = {
       sources = {
-        "src/address.c", "src/buffer.c", "src/clock.c", "src/core.c", "src/download.c", "src/errors.c",
-        "src/fs.c", "src/lock.c", "src/request.c", "src/response.c", "src/session.c", "src/sha256.c",
+        "src/address.c", "src/buffer.c", "src/clock.c", "src/core.c", "src/digest.c", "src/download.c",
+        "src/errors.c", "src/fs.c", "src/lock.c", "src/request.c", "src/response.c", "src/session.c",
         "src/temp.c", "src/transfer.c", "src/upload.c", "src/url.c",
       },
       defines = { "_DEFAULT_SOURCE" },
-      libraries = { "curl" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "crypto" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
     },
     ["wxmedia"] = "lua/wxmedia.lua",
     ["wxmedia.answer"] = "lua/wxmedia/answer.lua",
@@ -69,6 +71,7 @@ build = {
     ["wxmedia.store.shared_dict"] = "lua/wxmedia/store/shared_dict.lua",
     ["wxmedia.token"] = "lua/wxmedia/token.lua",
     ["wxmedia.transport"] = "lua/wxmedia/transport.lua",
+    ["wxmedia.warn"] = "lua/wxmedia/warn.lua",
   },
   install = {
     bin = { wxmedia = "bin/wxmedia" },

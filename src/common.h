@@ -167,7 +167,7 @@ const char *wxm_strerror (int e, char *buf, size_t size);
 int wxm_open_read (const char *path);           /* fs.c: how the core opens a file it reads */
 const char *wxm_what_it_is (mode_t mode);       /* fs.c: "a directory", ..., "not a regular file" */
 void wxm_fs_open (lua_State *L);       /* stat, lstat, write_private */
-void wxm_sha256_open (lua_State *L);   /* sha256_file */
+void wxm_digest_open (lua_State *L);   /* sha256_file, sha256, sha1 (OpenSSL) */
 void wxm_clock_open (lua_State *L);    /* now, time, sleep */
 void wxm_lock_open (lua_State *L);     /* lock */
 double wxm_monotonic (void);
