@@ -39,7 +39,7 @@ build = {
       sources = {
         "src/address.c", "src/buffer.c", "src/clock.c", "src/core.c", "src/digest.c", "src/download.c",
         "src/errors.c", "src/fs.c", "src/lock.c", "src/request.c", "src/response.c", "src/session.c",
-        "src/temp.c", "src/transfer.c", "src/upload.c", "src/url.c",
+        "src/temp.c", "src/transfer.c", "src/upload.c", "src/upload_source.c", "src/url.c",
       },
       defines = { "_DEFAULT_SOURCE" },
       libraries = { "curl", "crypto" },

@@ -142,6 +142,21 @@ int wxm_s_upload (lua_State *L);
 int wxm_s_request (lua_State *L);
 /* }====== */
 
+/* {====== upload_source.c: an upload's bytes from memory or from a Lua reader ====== */
+typedef struct wxm_source {
+  wxm_transfer *t;
+  const char *data;               /* { data = bytes }: the string's bytes (kept on the stack) */
+  int reader;                     /* { reader = f, size = N }: f's stack index; 0 for data */
+  int chunk;                      /* stack index of the reader's last string */
+  const char *rest;               /* what of that string libcurl has not taken yet */
+  size_t rest_len;
+  curl_off_t size, pos;
+} wxm_source;
+
+int wxm_source_open (lua_State *L, wxm_source *src, wxm_transfer *t, int arg, lua_Number checked);
+CURLcode wxm_source_attach (curl_mimepart *part, wxm_source *src);
+/* }====== */
+
 /* {====== url.c ====== */
 int wxm_url_join (wxm_buf *b, const char *base, const char *path);
 int wxm_url_param (wxm_buf *b, CURL *curl, const char *key, const char *value, size_t vlen);
