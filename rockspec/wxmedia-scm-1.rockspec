@@ -65,6 +65,7 @@ build = {
     ["wxmedia.redact"] = "lua/wxmedia/redact.lua",
     ["wxmedia.retry"] = "lua/wxmedia/retry.lua",
     ["wxmedia.reuse"] = "lua/wxmedia/reuse.lua",
+    ["wxmedia.source"] = "lua/wxmedia/source.lua",
     ["wxmedia.store"] = "lua/wxmedia/store.lua",
     ["wxmedia.store.file"] = "lua/wxmedia/store/file.lua",
     ["wxmedia.store.memory"] = "lua/wxmedia/store/memory.lua",

@@ -103,7 +103,7 @@ describe("wxmedia.media", function()
       check_fails("thumb", helper.fixture("image.png"), "is a png file; thumb accepts jpeg")
       check_fails("voice", helper.fixture("video.mp4"), "voice accepts amr, mp3")
       local fake = helper.write(dir .. "/fake.jpg", "this is text, not a jpeg")
-      check_fails("image", fake, "not a format wechat accepts; image accepts jpeg, png, gif")
+      check_fails("image", fake, "not a format WeChat accepts; image accepts jpeg, png, gif")
     end)
 
     it("uses the stat function it is given", function()

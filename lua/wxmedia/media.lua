@@ -126,16 +126,52 @@ local function type_names()
   return concat(names, ", ")
 end
 
+local function unknown_type(mtype)
+  return errors.input(format("upload: unknown media type '%s' (expected one of %s)", tostring(mtype),
+    type_names()))
+end
+
+-- The first of judge's checks, for a source whose first bytes are not read yet: the type is known
+-- and size is within 1 byte and its limit. true, or nil, message, details (kind "input").
+function _M.check_size(mtype, label, size, limits)
+  if not _M.types[mtype] then return unknown_type(mtype) end
+  if size == 0 then return errors.input(format("upload: %s is empty", label)) end
+  local limit = (limits and limits[mtype]) or _M.DEFAULT_LIMITS[mtype]
+  if size > limit then
+    return errors.input(format("upload: %s is %d bytes, over the %d-byte limit for %s",
+      label, size, limit, mtype))
+  end
+  return true
+end
+
+-- The checks of every upload, whatever it reads (a file, bytes in memory, a reader): the type is
+-- known, there are bytes and no more than the type's limit, and the first ones are of a format the
+-- type accepts. label names what is read in messages ("'photo.jpg'", "the data 'chart.png'").
+-- Returns { type, format, size, filename = the name to send (from `name`), content_type }, or nil,
+-- message, details (kind "input").
+function _M.judge(mtype, label, name, size, head, limits)
+  local t = _M.types[mtype]
+  local ok, msg, details = _M.check_size(mtype, label, size, limits)
+  if not ok then return nil, msg, details end
+  local fmt = _M.sniff(head)
+  local allowed = false
+  for _, fname in ipairs(t.formats) do
+    if fname == fmt then allowed = true end
+  end
+  if not allowed then
+    return errors.input(format("upload: %s is %s; %s accepts %s", label,
+      fmt and ("a " .. fmt .. " file") or "not a format WeChat accepts", mtype, concat(t.formats, ", ")))
+  end
+  return { type = mtype, format = fmt, size = size, filename = _M.filename(name, fmt),
+    content_type = _M.formats[fmt].content_type }
+end
+
 -- Checks a file before anything is sent. opts: { limits = {type = bytes}, stat = function(path, n) }.
 -- Returns { path, type, format, filename, content_type, size, mtime (when the stat function gives one) }
 -- or nil, message, details (kind "input").
 function _M.check(mtype, path, opts)
   opts = opts or {}
-  local t = _M.types[mtype]
-  if not t then
-    return errors.input(format("upload: unknown media type '%s' (expected one of %s)",
-      tostring(mtype), type_names()))
-  end
+  if not _M.types[mtype] then return unknown_type(mtype) end
   -- The C core's stat also returns the first SNIFF_BYTES bytes (head); other stat functions ignore
   -- the second argument, and then the file is read here.
   local st, serr = (opts.stat or io_stat)(path, _M.SNIFF_BYTES)
@@ -146,14 +182,9 @@ function _M.check(mtype, path, opts)
     return errors.input(format("upload: '%s' is a directory, not a file", path))
   elseif st.type ~= "file" then
     return errors.input(format("upload: '%s' is not a regular file", path))
-  elseif st.size == 0 then
-    return errors.input(format("upload: '%s' is empty", path))
   end
-  local limit = (opts.limits and opts.limits[mtype]) or _M.DEFAULT_LIMITS[mtype]
-  if st.size > limit then
-    return errors.input(format("upload: '%s' is %d bytes, over the %d-byte limit for %s",
-      path, st.size, limit, mtype))
-  end
+  local label = "'" .. path .. "'"
+  if st.size == 0 then return _M.judge(mtype, label, path, 0) end
   local head, oerr = st.head, nil
   if type(head) ~= "string" then
     local f
@@ -164,20 +195,10 @@ function _M.check(mtype, path, opts)
   if not head then
     return errors.input(format("upload: cannot read '%s': %s", path, tostring(oerr or "read failed")))
   end
-  local fmt = _M.sniff(head)
-  local allowed = false
-  for _, name in ipairs(t.formats) do
-    if name == fmt then allowed = true end
-  end
-  if not allowed then
-    return errors.input(format("upload: '%s' is %s; %s accepts %s", path,
-      fmt and ("a " .. fmt .. " file") or "not a format wechat accepts", mtype, concat(t.formats, ", ")))
-  end
-  local info = _M.formats[fmt]
-  return {
-    path = path, type = mtype, format = fmt, size = st.size, mtime = st.mtime,
-    filename = _M.filename(path, fmt), content_type = info.content_type,
-  }
+  local file, msg, details = _M.judge(mtype, label, path, st.size, head, opts.limits)
+  if not file then return nil, msg, details end
+  file.path, file.mtime = path, st.mtime
+  return file
 end
 
 return _M
