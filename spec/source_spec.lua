@@ -209,20 +209,23 @@ describe("wxmedia upload from memory, a file handle or a reader", function()
 
     it("is read once: a failure once it flowed is final, and a second check is refused", function()
       local c = client()
-      emu:fault{ route = "upload", kind = "status", status = 503, count = 1 }
+      -- the answer breaks after WeChat read the whole body (a retryable failure)
+      emu:fault{ route = "upload", kind = "reset_response", count = 1 }
       local res, msg, details = c:upload("image", { file = reader(jpg), size = #jpg, filename = "once.jpg" })
       assert.is_nil(res)
-      assert.equal("http", details.kind)
-      assert.equal(503, details.status)
+      assert.equal("transfer", details.kind)
       assert.is_false(details.retryable)
       assert.equal(1, details.attempts)
       assert.matches("; the reader 'once.jpg' was read once: it is not sent again$", msg)
       assert.equal(1, uploads())
-      -- WeChat refuses the token: the token is replaced, the reader is not sent again
-      emu:fault{ route = "upload", kind = "errcode", errcode = 40001, count = 1 }
+      -- WeChat refuses the token once the body is in (its clock moved past the token's life): the
+      -- token is replaced, the reader is not sent again
+      assert(c:token())
+      emu:clock(7300)
+      emu:fault{ route = "upload", kind = "delay", seconds = 0.3, count = 1 }
       res, msg, details = c:upload("image", { file = reader(jpg), size = #jpg })
       assert.is_nil(res)
-      assert.equal(40001, details.errcode)
+      assert.equal(42001, details.errcode)
       assert.matches("was read once: it is not sent again$", msg)
       assert.equal(2, uploads())
       assert(c:upload("image", { file = reader(jpg), size = #jpg }))       -- the next call works

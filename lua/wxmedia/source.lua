@@ -46,10 +46,10 @@ local function field_names()
   return names
 end
 
-local function kind_of(x)
-  local io_kind = io_type(x)
-  if io_kind == "file" then return "file handle" end
-  return io_kind or type(x)
+local function shape_of(x)
+  local io_shape = io_type(x)
+  if io_shape == "file" then return "file handle" end
+  return io_shape or type(x)
 end
 
 -- Raises, at the caller's caller, unless v is a path, a table check returned, or one of the tables
@@ -68,9 +68,9 @@ function _M.check_arg(n, fname, v, level)
       bad(n, fname, format("unknown field '%s'%s", tostring(k),
         hint and ("; did you mean '" .. hint .. "'?") or ""), level)
     end
-    local kind = k == "file" and kind_of(x) or type(x)
-    if not (expected == kind or (k == "file" and (kind == "file handle" or kind == "function"))) then
-      bad(n, fname, format("field '%s': %s expected, got %s", k, expected, kind), level)
+    local got = k == "file" and shape_of(x) or type(x)
+    if not (expected == got or (k == "file" and (got == "file handle" or got == "function"))) then
+      bad(n, fname, format("field '%s': %s expected, got %s", k, expected, got), level)
     end
   end
   if (v.data == nil) == (v.file == nil) then
@@ -132,15 +132,15 @@ function _M.check(mtype, v, opts)
   if type(v) == "table" and type(v.path) == "string" then v = v.path end
   if type(v) == "string" then return media.check(mtype, v, opts) end
   local limits = opts and opts.limits
-  local kind = v.data and "data" or kind_of(v.file) == "file handle" and "file handle" or "reader"
-  local state = { what = v.filename or ("the " .. kind),
-    label = "the " .. kind .. (v.filename and (" '" .. v.filename .. "'") or "") }
-  if kind == "data" then
+  local shape = v.data and "data" or shape_of(v.file) == "file handle" and "file handle" or "reader"
+  local state = { what = v.filename or ("the " .. shape),
+    label = "the " .. shape .. (v.filename and (" '" .. v.filename .. "'") or "") }
+  if shape == "data" then
     state.form = "data"
     return judged(mtype, v, #v.data, v.data:sub(1, media.SNIFF_BYTES), limits, state)
   end
   local read = v.file
-  if kind == "file handle" then
+  if shape == "file handle" then
     local f = v.file
     local start = f:seek()
     if start then
