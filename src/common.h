@@ -81,6 +81,17 @@ struct wxm_transfer;
 /* Where a response body goes; returns n, or 0 to stop the transfer (CURLE_WRITE_ERROR). */
 typedef size_t (*wxm_writer) (struct wxm_transfer *t, const char *p, size_t n);
 
+/* An upload's bytes when they are not a file's (upload_source.c) */
+typedef struct wxm_source {
+  struct wxm_transfer *t;
+  const char *data;               /* { data = bytes }: the string's bytes (kept on the stack) */
+  int reader;                     /* { reader = f, size = N }: f's stack index; 0 for data */
+  int chunk;                      /* stack index of the reader's last string */
+  const char *rest;               /* what of that string libcurl has not taken yet */
+  size_t rest_len;
+  curl_off_t size, pos;
+} wxm_source;
+
 typedef struct wxm_transfer {
   lua_State *L;                   /* the state (or coroutine) of this very call */
   wxm_session *s;
@@ -106,6 +117,7 @@ typedef struct wxm_transfer {
   const char *upload_path;
   int upload_fd;
   curl_off_t upload_size, upload_pos;
+  wxm_source source;               /* or its bytes from memory or a reader */
   /* a download to a file */
   const char *path;               /* the destination as the caller (or on_file) named it */
   char *target;                   /* malloc'd: the regular file a symlink at path points to */
@@ -142,19 +154,9 @@ int wxm_s_upload (lua_State *L);
 int wxm_s_request (lua_State *L);
 /* }====== */
 
-/* {====== upload_source.c: an upload's bytes from memory or from a Lua reader ====== */
-typedef struct wxm_source {
-  wxm_transfer *t;
-  const char *data;               /* { data = bytes }: the string's bytes (kept on the stack) */
-  int reader;                     /* { reader = f, size = N }: f's stack index; 0 for data */
-  int chunk;                      /* stack index of the reader's last string */
-  const char *rest;               /* what of that string libcurl has not taken yet */
-  size_t rest_len;
-  curl_off_t size, pos;
-} wxm_source;
-
-int wxm_source_open (lua_State *L, wxm_source *src, wxm_transfer *t, int arg, lua_Number checked);
-CURLcode wxm_source_attach (curl_mimepart *part, wxm_source *src);
+/* {====== upload_source.c: an upload's bytes from memory or from a Lua reader (t->source) ====== */
+int wxm_source_open (lua_State *L, wxm_transfer *t, int arg, lua_Number checked);
+CURLcode wxm_source_attach (curl_mimepart *part, wxm_transfer *t);
 /* }====== */
 
 /* {====== url.c ====== */

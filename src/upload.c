@@ -102,7 +102,6 @@ int wxm_s_upload (lua_State *L) {
   curl_mimepart *part;
   CURLcode rc;
   wxm_transfer t;
-  wxm_source src;
 
   if (filename == NULL) luaL_argerror(L, 5, "field 'filename' expected for an upload that is not a file");
   if (opts != 0) {
@@ -117,7 +116,7 @@ int wxm_s_upload (lua_State *L) {
     luaL_argerror(L, opts, "field 'content_type' must not contain a line break");
   wxm_transfer_init(&t, L, s);
   wxm_transfer_options(L, &t, opts, 1);
-  if (!from_path && (failed = wxm_source_open(L, &src, &t, 4, checked)) != 0) return failed;
+  if (!from_path && (failed = wxm_source_open(L, &t, 4, checked)) != 0) return failed;
   if (WXM_HAS_NUL(token, tokenlen)) return wxm_fail(L, "input", "the access_token holds a NUL byte");
   if (WXM_HAS_NUL(type, typelen)) return wxm_fail(L, "input", "the media type holds a NUL byte");
   if (from_path && WXM_HAS_NUL(path, pathlen)) return wxm_fail(L, "input", "the file path holds a NUL byte");
@@ -144,7 +143,7 @@ int wxm_s_upload (lua_State *L) {
     rc = curl_mime_name(part, "media");
     if (rc == CURLE_OK && from_path)
       rc = curl_mime_data_cb(part, t.upload_size, read_cb, seek_cb, NULL, (void *)&t);
-    else if (rc == CURLE_OK) rc = wxm_source_attach(part, &src);
+    else if (rc == CURLE_OK) rc = wxm_source_attach(part, &t);
     if (rc == CURLE_OK) rc = curl_mime_filename(part, filename);
     if (rc == CURLE_OK) rc = curl_mime_type(part, ctype);
   }

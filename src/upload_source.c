@@ -123,12 +123,13 @@ static int seek_cb (void *ud, curl_off_t offset, int origin) {
 /* }====== */
 
 /*
-** Reads the source table at arg (raising when it is neither form) and keeps on the stack what the
-** transfer reads. 0, or nil, message, "input" pushed (returns 3) when its size is not the one the
+** Reads the source table at arg into t->source (raising when it is neither form) and keeps on the
+** stack what the transfer reads. 0, or nil, message, "input" pushed (returns 3) when its size is not the one the
 ** caller checked (checked < 0: none).
 */
-int wxm_source_open (lua_State *L, wxm_source *src, wxm_transfer *t, int arg, lua_Number checked) {
+int wxm_source_open (lua_State *L, wxm_transfer *t, int arg, lua_Number checked) {
   static const char *const forms = "{ data = string } or { reader = function, size = number } expected";
+  wxm_source *src = &t->source;
   size_t len;
   memset(src, 0, sizeof *src);
   src->t = t;
@@ -160,7 +161,7 @@ int wxm_source_open (lua_State *L, wxm_source *src, wxm_transfer *t, int arg, lu
   return 0;
 }
 
-/* The part's body: src's bytes, with their size declared. */
-CURLcode wxm_source_attach (curl_mimepart *part, wxm_source *src) {
-  return curl_mime_data_cb(part, src->size, read_cb, seek_cb, NULL, (void *)src);
+/* The part's body: t's source, with its size declared. */
+CURLcode wxm_source_attach (curl_mimepart *part, wxm_transfer *t) {
+  return curl_mime_data_cb(part, t->source.size, read_cb, seek_cb, NULL, (void *)&t->source);
 }
