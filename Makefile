@@ -1,6 +1,7 @@
 # wxmedia: the C core (src/) built as wxmedia/core.so, the Lua layer (lua/), the command (bin/).
-# Variable names follow LuaRocks' (CC, CFLAGS, LIBFLAG, LUA_INCDIR, CURL_INCDIR, LIBDIR, LUADIR,
-# DESTDIR); "where to find" (…_INCDIR, …_LIBDIR) stays apart from "where to install" (LIBDIR, LUADIR).
+# Variable names follow LuaRocks' (CC, CFLAGS, LIBFLAG, LUA_INCDIR, CURL_INCDIR, OPENSSL_INCDIR,
+# LIBDIR, LUADIR, DESTDIR); "where to find" (…_INCDIR, …_LIBDIR) stays apart from "where to
+# install" (LIBDIR, LUADIR).
 
 # 5.1, 5.2, 5.3, 5.4 or jit (LuaJIT 2.1, what OpenResty runs)
 LUA_VERSION ?= 5.4
@@ -19,6 +20,9 @@ endif
 CC          ?= cc
 CURL_INCDIR ?= /usr/include/$(MULTIARCH)
 CURL_LIBDIR ?= /usr/lib/$(MULTIARCH)
+# OpenSSL's libcrypto (libssl-dev): the hashes (src/digest.c); libcurl already loads it for TLS
+OPENSSL_INCDIR ?= /usr/include
+OPENSSL_LIBDIR ?= /usr/lib/$(MULTIARCH)
 CFLAGS      ?= -O2 -g
 LIBFLAG     ?= -shared
 # The strict set (LPeg's list, trimmed to what gcc and clang share); DEV=1 makes them errors.
@@ -30,8 +34,8 @@ ifeq ($(DEV),1)
 WARNINGS    += -Werror
 endif
 ALL_CFLAGS   = $(CFLAGS) $(WARNINGS) -fPIC -fvisibility=hidden -D_DEFAULT_SOURCE \
-               -I$(LUA_INCDIR) -I$(CURL_INCDIR)
-ALL_LDFLAGS  = $(LIBFLAG) $(LDFLAGS) -L$(CURL_LIBDIR) -lcurl
+               -I$(LUA_INCDIR) -I$(CURL_INCDIR) -I$(OPENSSL_INCDIR)
+ALL_LDFLAGS  = $(LIBFLAG) $(LDFLAGS) -L$(CURL_LIBDIR) -L$(OPENSSL_LIBDIR) -lcurl -lcrypto
 
 BUILD_DIR   := build/lua$(LUA_VERSION)
 CORE        := $(BUILD_DIR)/wxmedia/core.so

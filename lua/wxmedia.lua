@@ -9,6 +9,7 @@
 local client = require "wxmedia.client"
 local config = require "wxmedia.config"
 local errors = require "wxmedia.errors"
+local source = require "wxmedia.source"
 local transport = require "wxmedia.transport"
 
 local _M = {
@@ -55,12 +56,16 @@ local function module_client()
   return c
 end
 
--- The module-level form of a client method taking (string, string [, table]): the same checks,
--- raised at the caller, then the module-level client's method.
-local function module_method(name)
+-- The module-level form of a client method taking (string, string or upload source [, table]): the
+-- same checks, raised at the caller, then the module-level client's method.
+local function module_method(name, takes_source)
   return function(a, path, opts)
     client.check_arg(1, name, a, "string", 2)
-    client.check_arg(2, name, path, "string", 2)
+    if takes_source then
+      source.check_arg(2, name, path, 2)
+    else
+      client.check_arg(2, name, path, "string", 2)
+    end
     client.check_arg(3, name, opts, "table?", 2)
     local c, err, details = module_client()
     if not c then return nil, err, details end
@@ -68,19 +73,20 @@ local function module_method(name)
   end
 end
 
--- syntax: res, err, details = wxmedia.upload(type, path [, opts])
-_M.upload = module_method("upload")
+-- syntax: res, err, details = wxmedia.upload(type, file [, opts])
+-- file: a path, { data = bytes, filename = }, or { file = a file handle or reader, size =, filename = }
+_M.upload = module_method("upload", true)
 
 -- syntax: res, err, details = wxmedia.get(media_id, path [, opts])
 _M.get = module_method("get")
 
--- syntax: res, err, details = wxmedia.media_id(type, path [, opts])
+-- syntax: res, err, details = wxmedia.media_id(type, file [, opts])
 -- Reuses the media_id of an earlier upload of the same content while it has more than
 -- opts.reuse_margin (default 6 h) of WeChat's 3 days left; else uploads. res.reused says which.
-_M.media_id = module_method("media_id")
+_M.media_id = module_method("media_id", true)
 
--- syntax: file, err, details = wxmedia.check(type, path [, opts])
-_M.check = module_method("check")
+-- syntax: file, err, details = wxmedia.check(type, file [, opts])
+_M.check = module_method("check", true)
 
 -- syntax: forgotten = wxmedia.forget(media_id)
 function _M.forget(media_id)

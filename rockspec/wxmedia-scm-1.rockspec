@@ -1,6 +1,7 @@
 -- wxmedia from a source tree: `luarocks --lua-version=5.4 make rockspec/wxmedia-scm-1.rockspec` in the
 -- repository (Debian's luarocks builds for Lua 5.1 unless told). On Debian, curl.h lives in the
 -- multiarch folder: add CURL_INCDIR=/usr/include/x86_64-linux-gnu CURL_LIBDIR=/usr/lib/x86_64-linux-gnu.
+-- OpenSSL's libcrypto (libssl-dev) is found where Debian puts it, without OPENSSL_INCDIR/LIBDIR.
 rockspec_format = "3.0"
 package = "wxmedia"
 version = "scm-1"
@@ -29,6 +30,7 @@ dependencies = {
 
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
+  OPENSSL = { header = "openssl/evp.h", library = "crypto" },
 }
 
 build = {
@@ -36,14 +38,14 @@ build = {
   modules = {
     ["wxmedia.core"] = {
       sources = {
-        "src/address.c", "src/buffer.c", "src/clock.c", "src/core.c", "src/download.c", "src/errors.c",
-        "src/fs.c", "src/lock.c", "src/request.c", "src/response.c", "src/session.c", "src/sha256.c",
-        "src/temp.c", "src/transfer.c", "src/upload.c", "src/url.c",
+        "src/address.c", "src/buffer.c", "src/clock.c", "src/core.c", "src/digest.c", "src/download.c",
+        "src/errors.c", "src/fs.c", "src/lock.c", "src/request.c", "src/response.c", "src/session.c",
+        "src/temp.c", "src/transfer.c", "src/upload.c", "src/upload_source.c", "src/url.c",
       },
       defines = { "_DEFAULT_SOURCE" },
-      libraries = { "curl" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "crypto" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
     },
     ["wxmedia"] = "lua/wxmedia.lua",
     ["wxmedia.answer"] = "lua/wxmedia/answer.lua",
@@ -64,6 +66,7 @@ build = {
     ["wxmedia.redact"] = "lua/wxmedia/redact.lua",
     ["wxmedia.retry"] = "lua/wxmedia/retry.lua",
     ["wxmedia.reuse"] = "lua/wxmedia/reuse.lua",
+    ["wxmedia.source"] = "lua/wxmedia/source.lua",
     ["wxmedia.store"] = "lua/wxmedia/store.lua",
     ["wxmedia.store.file"] = "lua/wxmedia/store/file.lua",
     ["wxmedia.store.memory"] = "lua/wxmedia/store/memory.lua",

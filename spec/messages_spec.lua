@@ -54,10 +54,10 @@ describe("messages", function()
     { "a directory", function() return client():upload("image", "/tmp") end,
       "cannot upload /tmp: it is a directory, not a file" },
     { "an empty file", function() return client():upload("image", helper.write(dir .. "/e.jpg", "")) end,
-      "cannot upload DIR/e.jpg: the file is empty" },
+      "cannot upload DIR/e.jpg: it is empty" },
     { "a file over the limit", function()
         return client({ limits = { image = 1024 } }):upload("image", jpg) end,
-      "cannot upload JPG: the file is 1.9 KB (1980 bytes); the limit for image is 1 KB (1024 bytes)" },
+      "cannot upload JPG: it is 1.9 KB (1980 bytes); the limit for image is 1 KB (1024 bytes)" },
     { "a format the type does not take", function() return client():upload("thumb", helper.fixture("image.png")) end,
       "cannot upload PNG as thumb: it is a PNG file; thumb takes JPEG" },
     { "a type that is not one", function() return client():upload("images", jpg) end,

@@ -122,6 +122,73 @@ describe("wxmedia media_id reuse", function()
     assert.are.equal(2, uploads())
   end)
 
+  -- A reader over a string in chunks of 100 bytes.
+  local function reader(bytes)
+    local pos = 1
+    return function()
+      local piece = bytes:sub(pos, pos + 99)
+      pos = pos + #piece
+      return piece ~= "" and piece or nil
+    end
+  end
+
+  it("reuses by content whatever the form: a path, bytes, a file handle, a reader", function()
+    local store = wxmedia.store.memory()
+    local c = client({ token_store = store })
+    local bytes = helper.read(jpg)
+    local first = assert(c:media_id("image", { data = bytes, filename = "chart.jpg" }))
+    assert.is_false(first.reused)
+    assert.is_true(assert(c:media_id("image", { data = bytes })).reused)
+    assert.is_true(assert(c:media_id("image", copy(jpg))).reused)
+    local f = assert(io.open(jpg, "rb"))
+    local by_handle = assert(c:media_id("image", { file = f }))
+    f:close()
+    local by_reader = assert(c:media_id("image", { file = reader(bytes), size = #bytes }))
+    for _, res in ipairs { by_handle, by_reader } do
+      assert.is_true(res.reused)
+      assert.are.equal(first.media_id, res.media_id)
+    end
+    assert.are.equal(1, uploads())
+    assert.are.equal("chart.jpg", emu:requests("upload")[1].filename)
+    -- keyed by the SHA-256 of the bytes, the same as the file's
+    local account = helper.APPID .. "@" .. emu.base_url:gsub("^http://", "")
+    assert.is_string(store:get("wxmedia:media:" .. account .. ":image:" .. core.sha256(bytes)))
+    assert.are.equal(core.sha256_file(jpg), core.sha256(bytes))
+  end)
+
+  it("records the hash of the very bytes a reader gave, and sends those bytes", function()
+    local store = wxmedia.store.memory()
+    local c = client({ token_store = store })
+    local bytes = helper.read(png)
+    local res = assert(c:media_id("image", { file = reader(bytes), size = #bytes }))
+    assert.is_false(res.reused)
+    assert(c:get(res.media_id, dir .. "/from-reader.png"))
+    assert.are.equal(bytes, helper.read(dir .. "/from-reader.png"))
+    local account = helper.APPID .. "@" .. emu.base_url:gsub("^http://", "")
+    local key = "wxmedia:media:" .. account .. ":image:" .. core.sha256(bytes)
+    local rec = require("cjson").decode(store:get(key))
+    assert.are.equal(res.media_id, rec.media_id)
+    assert.are.equal(core.sha256(bytes), rec.sha256)
+    assert.are.equal(#bytes, rec.size)
+  end)
+
+  it("sends and records nothing for a reader that ends early or gives more than its size", function()
+    local store = wxmedia.store.memory()
+    local c = client({ token_store = store })
+    local bytes = helper.read(jpg)
+    local res, msg, details = c:media_id("image", { file = reader(bytes:sub(1, 500)), size = #bytes,
+      filename = "cut.jpg" })
+    assert.is_nil(res)
+    assert.are.equal("input", details.kind)
+    assert.are.equal("cannot upload cut.jpg: the reader 'cut.jpg' ended after 500 of its 1980 bytes", msg)
+    res, msg, details = c:media_id("image", { file = reader(bytes .. "x"), size = #bytes })
+    assert.is_nil(res)
+    assert.are.equal("input", details.kind)
+    assert.are.equal("cannot upload the reader: the reader gave more than its 1980 bytes", msg)
+    assert.are.equal(0, uploads())
+    assert.are.same({}, media_keys(store))
+  end)
+
   it("hashes an unchanged file once, and again when its mtime moves", function()
     local c, file = client(), copy(jpg)
     local hashing = spy.on(core, "sha256_file")
@@ -253,7 +320,7 @@ describe("wxmedia media_id reuse", function()
     assert.is_nil((c:media_id("image", dir .. "/missing.jpg")))
     assert.are.equal(0, uploads())
     assert.has_error(function() c:media_id("image") end,
-      "bad argument #2 to 'media_id' (string expected, got no value)")
+      "bad argument #2 to 'media_id' (string or table expected, got no value)")
   end)
 
   it("needs an appid to key records by", function()

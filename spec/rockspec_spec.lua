@@ -81,6 +81,8 @@ describe("installing #once", function()
     assert.equal("wxmedia", spec.package)
     assert.same({ "lua >= 5.1", "lua-cjson" }, spec.dependencies)
     assert.equal("curl/curl.h", spec.external_dependencies.CURL.header)
+    assert.equal("openssl/evp.h", spec.external_dependencies.OPENSSL.header)
+    assert.same({ "curl", "crypto" }, spec.build.modules["wxmedia.core"].libraries)
     assert.same({ wxmedia = "bin/wxmedia" }, spec.build.install.bin)
     local modules = spec.build.modules
 

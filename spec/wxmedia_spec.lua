@@ -234,7 +234,10 @@ describe("wxmedia", function()
       assert.has_error(function() c:get("id", 42) end,
         "bad argument #2 to 'get' (string expected, got number)")
       assert.has_error(function() wxmedia.upload("image", {}) end,
-        "bad argument #2 to 'upload' (string expected, got table)")
+        "bad argument #2 to 'upload' (a table with data = bytes, or with file = a file handle or a reader, "
+        .. "expected)")
+      assert.has_error(function() wxmedia.upload("image", 42) end,
+        "bad argument #2 to 'upload' (string or table expected, got number)")
       assert.has_error(function() wxmedia.new("x") end,
         "bad argument #1 to 'new' (table expected, got string)")
       assert.has_error(function() wxmedia.new({ appid = 1, secret = "s" }) end)

@@ -81,6 +81,17 @@ struct wxm_transfer;
 /* Where a response body goes; returns n, or 0 to stop the transfer (CURLE_WRITE_ERROR). */
 typedef size_t (*wxm_writer) (struct wxm_transfer *t, const char *p, size_t n);
 
+/* An upload's bytes when they are not a file's (upload_source.c) */
+typedef struct wxm_source {
+  struct wxm_transfer *t;
+  const char *data;               /* { data = bytes }: the string's bytes (kept on the stack) */
+  int reader;                     /* { reader = f, size = N }: f's stack index; 0 for data */
+  int chunk;                      /* stack index of the reader's last string */
+  const char *rest;               /* what of that string libcurl has not taken yet */
+  size_t rest_len;
+  curl_off_t size, pos;
+} wxm_source;
+
 typedef struct wxm_transfer {
   lua_State *L;                   /* the state (or coroutine) of this very call */
   wxm_session *s;
@@ -106,6 +117,7 @@ typedef struct wxm_transfer {
   const char *upload_path;
   int upload_fd;
   curl_off_t upload_size, upload_pos;
+  wxm_source source;               /* or its bytes from memory or a reader */
   /* a download to a file */
   const char *path;               /* the destination as the caller (or on_file) named it */
   char *target;                   /* malloc'd: the regular file a symlink at path points to */
@@ -142,6 +154,11 @@ int wxm_s_upload (lua_State *L);
 int wxm_s_request (lua_State *L);
 /* }====== */
 
+/* {====== upload_source.c: an upload's bytes from memory or from a Lua reader (t->source) ====== */
+int wxm_source_open (lua_State *L, wxm_transfer *t, int arg, lua_Number checked);
+CURLcode wxm_source_attach (curl_mimepart *part, wxm_transfer *t);
+/* }====== */
+
 /* {====== url.c ====== */
 int wxm_url_join (wxm_buf *b, const char *base, const char *path);
 int wxm_url_param (wxm_buf *b, CURL *curl, const char *key, const char *value, size_t vlen);
@@ -167,7 +184,7 @@ const char *wxm_strerror (int e, char *buf, size_t size);
 int wxm_open_read (const char *path);           /* fs.c: how the core opens a file it reads */
 const char *wxm_what_it_is (mode_t mode);       /* fs.c: "a directory", ..., "not a regular file" */
 void wxm_fs_open (lua_State *L);       /* stat, lstat, write_private */
-void wxm_sha256_open (lua_State *L);   /* sha256_file */
+void wxm_digest_open (lua_State *L);   /* sha256_file, sha256, sha1 (OpenSSL) */
 void wxm_clock_open (lua_State *L);    /* now, time, sleep */
 void wxm_lock_open (lua_State *L);     /* lock */
 double wxm_monotonic (void);

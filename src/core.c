@@ -55,7 +55,7 @@ WXMEDIA_API int luaopen_wxmedia_core (lua_State *L) {
   wxm_transfer_open(L);
   wxm_session_open(L);
   wxm_fs_open(L);
-  wxm_sha256_open(L);
+  wxm_digest_open(L);
   wxm_clock_open(L);
   wxm_lock_open(L);
   wxm_temp_open_lib(L);

@@ -4,6 +4,7 @@
 ** in memory. The file is opened once and the part has the size fstat gave: the request declares
 ** its length (WeChat answers HTTP 412 to a chunked body) and sends exactly that many bytes. A file
 ** that ends early or grows meanwhile fails the upload (input): what was checked is what is sent.
+** Bytes in memory and a Lua reader are sent the same way, with their size (upload_source.c).
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,26 +80,30 @@ static int open_input (lua_State *L, wxm_transfer *t, const char *path, lua_Numb
 static const char *string_field (lua_State *L, int opts, const char *key, const char *def, size_t *len) {
   if (opts != 0 && wxm_field(L, opts, key, LUA_TSTRING)) return lua_tolstring(L, -1, len);
   if (opts != 0) lua_pop(L, 1);
-  *len = strlen(def);
+  *len = def != NULL ? strlen(def) : 0;
   return def;
 }
 
-/* s:upload(access_token, type, path [, opts]) */
+/* s:upload(access_token, type, path [, opts]), or with { data = bytes } or { reader = f, size = N }
+   in place of the path and opts.filename given */
 int wxm_s_upload (lua_State *L) {
   wxm_session *s = wxm_check_session(L);
   size_t tokenlen, typelen, pathlen, namelen, ctlen;
   const char *token = luaL_checklstring(L, 2, &tokenlen);
   const char *type = luaL_checklstring(L, 3, &typelen);
-  const char *path = luaL_checklstring(L, 4, &pathlen);
+  int from_path = lua_type(L, 4) != LUA_TTABLE;
+  const char *path = from_path ? luaL_checklstring(L, 4, &pathlen) : NULL;
   int opts = wxm_table_arg(L, 5), failed;
-  const char *slash = strrchr(path, '/');
-  const char *filename = string_field(L, opts, "filename", slash ? slash + 1 : path, &namelen);
+  const char *slash = from_path ? strrchr(path, '/') : NULL;
+  const char *filename = string_field(L, opts, "filename", !from_path ? NULL : slash ? slash + 1 : path,
+                                      &namelen);
   const char *ctype = string_field(L, opts, "content_type", "application/octet-stream", &ctlen);
   lua_Number checked = -1;
   curl_mimepart *part;
   CURLcode rc;
   wxm_transfer t;
 
+  if (filename == NULL) luaL_argerror(L, 5, "field 'filename' expected for an upload that is not a file");
   if (opts != 0) {
     if (wxm_field(L, opts, "size", LUA_TNUMBER)) {
       checked = lua_tonumber(L, -1);
@@ -111,12 +116,13 @@ int wxm_s_upload (lua_State *L) {
     luaL_argerror(L, opts, "field 'content_type' must not contain a line break");
   wxm_transfer_init(&t, L, s);
   wxm_transfer_options(L, &t, opts, 1);
+  if (!from_path && (failed = wxm_source_open(L, &t, 4, checked)) != 0) return failed;
   if (WXM_HAS_NUL(token, tokenlen)) return wxm_fail(L, "input", "the access_token holds a NUL byte");
   if (WXM_HAS_NUL(type, typelen)) return wxm_fail(L, "input", "the media type holds a NUL byte");
-  if (WXM_HAS_NUL(path, pathlen)) return wxm_fail(L, "input", "the file path holds a NUL byte");
+  if (from_path && WXM_HAS_NUL(path, pathlen)) return wxm_fail(L, "input", "the file path holds a NUL byte");
   if (WXM_HAS_NUL(filename, namelen)) return wxm_fail(L, "input", "the filename holds a NUL byte");
   if (WXM_HAS_NUL(ctype, ctlen)) return wxm_fail(L, "input", "the content_type holds a NUL byte");
-  if ((failed = open_input(L, &t, path, checked)) != 0) {
+  if (from_path && (failed = open_input(L, &t, path, checked)) != 0) {
     wxm_transfer_end(&t);
     return failed;
   }
@@ -135,7 +141,9 @@ int wxm_s_upload (lua_State *L) {
   if (rc == CURLE_OK && (s->mime = curl_mime_init(s->curl)) == NULL) rc = CURLE_OUT_OF_MEMORY;
   if (rc == CURLE_OK && (part = curl_mime_addpart(s->mime)) != NULL) {
     rc = curl_mime_name(part, "media");
-    if (rc == CURLE_OK) rc = curl_mime_data_cb(part, t.upload_size, read_cb, seek_cb, NULL, (void *)&t);
+    if (rc == CURLE_OK && from_path)
+      rc = curl_mime_data_cb(part, t.upload_size, read_cb, seek_cb, NULL, (void *)&t);
+    else if (rc == CURLE_OK) rc = wxm_source_attach(part, &t);
     if (rc == CURLE_OK) rc = curl_mime_filename(part, filename);
     if (rc == CURLE_OK) rc = curl_mime_type(part, ctype);
   }

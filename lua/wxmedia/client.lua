@@ -10,6 +10,7 @@ local errors = require "wxmedia.errors"
 local media = require "wxmedia.media"
 local retry = require "wxmedia.retry"
 local reuse = require "wxmedia.reuse"
+local source = require "wxmedia.source"
 local store_mod = require "wxmedia.store"
 local token = require "wxmedia.token"
 local transport = require "wxmedia.transport"
@@ -169,6 +170,8 @@ local function with_token(self, what, exchange, a, b, c, d)
   end
   local ok, rmsg, rdetails = self.tokens:rejected(tok, details.errcode, what)
   if not ok then return nil, rmsg, rdetails end
+  -- a reader already read cannot be sent again: the next call has the new token
+  if not source.replayable(a) then return nil, msg, details end
   tok, msg, details = self.tokens:get()
   if not tok then return nil, msg, details end
   res, msg, details = exchange(self, tok, what, a, b, c, d)
@@ -190,45 +193,56 @@ local function within(what, res, msg, details)
   return nil, what .. ": " .. msg, details
 end
 
--- One upload of a checked file with one token.
-local function upload_exchange(self, tok, what, file, send)
-  local res, msg, details = self.transport:upload(tok, file.type, file.path, send)
+-- One upload of a checked source with one token.
+local function send_once(self, tok, what, file, body, send)
+  local res, msg, details = self.transport:upload(tok, file.type, body, send)
   if not res then return within(what, nil, msg, details) end
   local doc, m, d = answer.decode(what, res)
   if not doc then return nil, m, d end
   return answer.upload(file.type, doc)
 end
 
--- syntax: file, err, details = client:check(type, path [, opts])
--- The checks upload makes before it sends anything (opts.limits), without sending: the file's
--- { path, type, format, size, mtime, filename, content_type }, or nil, message, details (kind input).
-function _M.check(self, mtype, path, opts)
+local function upload_exchange(self, tok, what, file, send)
+  local body, msg, details = source.body(file)
+  if not body then return nil, msg, details end
+  local res
+  res, msg, details = send_once(self, tok, what, file, body, send)
+  if res then return res end
+  return source.failed(file, msg, details)
+end
+
+-- syntax: file, err, details = client:check(type, file [, opts])
+-- The checks upload makes before it sends anything (opts.limits), without sending. file: a path,
+-- { data = bytes, filename = }, or { file = a file handle or reader, size =, filename = } (see
+-- wxmedia.source). Returns { type, format, size, filename, content_type, path and mtime (a path),
+-- data or file (the others) }, or nil, message, details (kind input). Pass it to upload: for a reader
+-- it holds the first bytes check read.
+function _M.check(self, mtype, file, opts)
   check_arg(1, "check", mtype, "string")
-  check_arg(2, "check", path, "string")
+  source.check_arg(2, "check", file, 2)
   check_arg(3, "check", opts, "table?")
   check_call_options("check", opts)
   local limits = opts and opts.limits or self.opts.limits
-  return media.check(mtype, path, { limits = limits, stat = transport.stat })
+  return source.check(mtype, file, { limits = limits, stat = transport.stat })
 end
 
 -- syntax: res, err, details = client:upload(type, file [, opts])
--- file: a path, or the table client:check returned for this type (then it is not checked again).
+-- file: as check's, or the table client:check returned for this type (then it is not checked again).
 function _M.upload(self, mtype, file, opts)
   check_arg(1, "upload", mtype, "string")
-  if type(file) ~= "table" then check_arg(2, "upload", file, "string") end
+  source.check_arg(2, "upload", file, 2)
   check_arg(3, "upload", opts, "table?")
   check_call_options("upload", opts)
   local p = policy(self, opts)
-  if type(file) ~= "table" or file.type ~= mtype or type(file.path) ~= "string" then
-    local path = type(file) == "table" and file.path or file
-    check_arg(2, "upload", path, "string")
+  if not source.checked(file, mtype) then
     local msg, details
-    file, msg, details = media.check(mtype, path, { limits = p.limits, stat = transport.stat })
+    file, msg, details = source.check(mtype, file, { limits = p.limits, stat = transport.stat })
     if not file then return nil, msg, details end
   end
   local send = { filename = file.filename, content_type = file.content_type, progress = p.progress,
     size = file.size }
-  return retry.run(p, attempt_with_token, self, "cannot upload " .. file.path, upload_exchange, file, send)
+  return retry.run(p, attempt_with_token, self, "cannot upload " .. source.name(file), upload_exchange,
+    file, send)
 end
 
 -- A video's get answers {"video_url": ...}: download that URL (a CDN, no token) into path.
@@ -280,19 +294,19 @@ function _M.get(self, media_id, path, opts)
   return res, err, details
 end
 
--- syntax: res, err, details = client:media_id(type, path [, opts])
+-- syntax: res, err, details = client:media_id(type, file [, opts])   (file: as upload's)
 -- A media_id for the file's content, valid at least reuse_margin more seconds (default 6 h):
 -- the recorded one while its upload is younger than 3 days minus the margin, else a new upload.
 -- res is upload's table plus reused = true|false and expires_at. opts: upload's, reuse_margin,
 -- lock_timeout (seconds to wait for another process uploading the same content).
-function _M.media_id(self, mtype, path, opts)
+function _M.media_id(self, mtype, file, opts)
   check_arg(1, "media_id", mtype, "string")
-  check_arg(2, "media_id", path, "string")
+  source.check_arg(2, "media_id", file, 2)
   check_arg(3, "media_id", opts, "table?")
   check_call_options("media_id", opts)
   if opts then reuse.check_margin(opts.reuse_margin, "media_id", 2) end
   if not self.records then return reuse.no_account() end
-  return reuse.media_id(self, self.records, mtype, path, opts)
+  return reuse.media_id(self, self.records, mtype, file, opts)
 end
 
 -- syntax: forgotten = client:forget(media_id)

@@ -154,13 +154,52 @@ function _M.unknown_type(mtype)
     hint and (" (did you mean '" .. hint .. "'?)") or "", one_of(names))
 end
 
+-- The first of judge's checks, for a source whose first bytes are not read yet: the type is known
+-- and size is within 1 byte and its limit. true, or nil, message, details (kind "input").
+function _M.check_size(mtype, label, size, limits)
+  if not _M.types[mtype] then
+    return errors.input(format("cannot upload %s: %s", label, _M.unknown_type(mtype)))
+  end
+  if size == 0 then return errors.input(format("cannot upload %s: it is empty", label)) end
+  local limit = (limits and limits[mtype]) or _M.DEFAULT_LIMITS[mtype]
+  if size > limit then
+    return errors.input(format("cannot upload %s: it is %s; the limit for %s is %s", label,
+      _M.size_text(size), mtype, _M.size_text(limit)))
+  end
+  return true
+end
+
+-- The checks of every upload, whatever it reads (a file, bytes in memory, a reader): the type is
+-- known, there are bytes and no more than the type's limit, and the first ones are of a format the
+-- type accepts. label names what is read in messages ("photo.jpg", "the data 'chart.png'").
+-- Returns { type, format, size, filename = the name to send (from `name`), content_type }, or nil,
+-- message, details (kind "input").
+function _M.judge(mtype, label, name, size, head, limits)
+  local t = _M.types[mtype]
+  local ok, msg, details = _M.check_size(mtype, label, size, limits)
+  if not ok then return nil, msg, details end
+  local fmt = _M.sniff(head)
+  local allowed = false
+  for _, fname in ipairs(t.formats) do
+    if fname == fmt then allowed = true end
+  end
+  if not allowed then
+    local takes = {}
+    for i, fname in ipairs(t.formats) do takes[i] = _M.formats[fname].label end
+    return errors.input(format("cannot upload %s as %s: it is %s; %s takes %s", label, mtype,
+      fmt and ("a " .. _M.formats[fmt].label .. " file") or "not a format WeChat accepts", mtype,
+      one_of(takes)))
+  end
+  return { type = mtype, format = fmt, size = size, filename = _M.filename(name, fmt),
+    content_type = _M.formats[fmt].content_type }
+end
+
 -- Checks a file before anything is sent. opts: { limits = {type = bytes}, stat = function(path, n) }.
 -- Returns { path, type, format, filename, content_type, size, mtime (when the stat function gives one) }
 -- or nil, message, details (kind "input").
 function _M.check(mtype, path, opts)
   opts = opts or {}
-  local t = _M.types[mtype]
-  if not t then
+  if not _M.types[mtype] then
     return errors.input(format("cannot upload %s: %s", path, _M.unknown_type(mtype)))
   end
   -- The C core's stat also returns the first SNIFF_BYTES bytes (head); other stat functions ignore
@@ -177,14 +216,8 @@ function _M.check(mtype, path, opts)
     return errors.input(format("cannot upload %s: it is a directory, not a file", path))
   elseif st.type ~= "file" then
     return errors.input(format("cannot upload %s: it is not a regular file", path))
-  elseif st.size == 0 then
-    return errors.input(format("cannot upload %s: the file is empty", path))
   end
-  local limit = (opts.limits and opts.limits[mtype]) or _M.DEFAULT_LIMITS[mtype]
-  if st.size > limit then
-    return errors.input(format("cannot upload %s: the file is %s; the limit for %s is %s", path,
-      _M.size_text(st.size), mtype, _M.size_text(limit)))
-  end
+  if st.size == 0 then return _M.judge(mtype, path, path, 0) end
   local head, oerr = st.head, nil
   if type(head) ~= "string" then
     local f
@@ -195,23 +228,10 @@ function _M.check(mtype, path, opts)
   if not head then
     return errors.input(format("cannot upload %s: cannot read it: %s", path, tostring(oerr or "read failed")))
   end
-  local fmt = _M.sniff(head)
-  local allowed = false
-  for _, name in ipairs(t.formats) do
-    if name == fmt then allowed = true end
-  end
-  if not allowed then
-    local takes = {}
-    for i, name in ipairs(t.formats) do takes[i] = _M.formats[name].label end
-    return errors.input(format("cannot upload %s as %s: it is %s; %s takes %s", path, mtype,
-      fmt and ("a " .. _M.formats[fmt].label .. " file") or "not a format WeChat accepts", mtype,
-      one_of(takes)))
-  end
-  local info = _M.formats[fmt]
-  return {
-    path = path, type = mtype, format = fmt, size = st.size, mtime = st.mtime,
-    filename = _M.filename(path, fmt), content_type = info.content_type,
-  }
+  local file, msg, details = _M.judge(mtype, path, path, st.size, head, opts.limits)
+  if not file then return nil, msg, details end
+  file.path, file.mtime = path, st.mtime
+  return file
 end
 
 return _M

@@ -8,10 +8,13 @@
 --   key  wxmedia:media_id:<account>:<media_id>     -> the record's key (for forget and a 40007)
 -- <account> is the appid, plus the server's address when it is not WeChat's (see token.account).
 -- media_id() works through the client's public methods (check, upload): the file is checked once.
+-- Bytes in memory are hashed as they are; a reader or file handle is first read whole into memory
+-- (at most the type's limit), so that the hash recorded is the hash of the very bytes sent.
 local error, pairs, setmetatable, tostring, type = error, pairs, setmetatable, tostring, type
 local format = string.format
 local cjson = require("cjson.safe").new()
 local errors = require "wxmedia.errors"
+local source = require "wxmedia.source"
 local store_mod = require "wxmedia.store"
 local transport = require "wxmedia.transport"
 
@@ -63,6 +66,7 @@ local hashes, hash_count = {}, 0
 
 -- The SHA-256 of a checked file (client:check's table), or nil, message, details.
 local function content_hash(file)
+  if file.data then return transport.sha256(file.data) end
   local k = format("%d:%.9f:%s", file.size, file.mtime or 0, file.path)
   local h = hashes[k]
   if h then return h end
@@ -134,8 +138,8 @@ local function upload_once(client, records, file, sha256, margin, opts)
   local res, err, details = client:upload(file.type, file, opts)
   if not res then return nil, err, details end
   -- Changed while it was being sent: what went up is not what was hashed, so record nothing.
-  local after = transport.stat(file.path)
-  if after and after.size == file.size and after.mtime == file.mtime then
+  local after = file.path and transport.stat(file.path)
+  if not file.path or (after and after.size == file.size and after.mtime == file.mtime) then
     return result(records:save(file.type, sha256, res, file.size, started), false)
   end
   res.reused = false
@@ -154,12 +158,18 @@ local function upload_options(opts)
   return o
 end
 
--- syntax: res, err, details = reuse.media_id(client, records, type, path [, opts])
--- opts: upload's options, plus reuse_margin and lock_timeout (else the records' own).
-function _M.media_id(client, records, mtype, path, opts)
+-- syntax: res, err, details = reuse.media_id(client, records, type, file [, opts])
+-- file: what client:upload takes. opts: upload's options, plus reuse_margin and lock_timeout (else
+-- the records' own).
+function _M.media_id(client, records, mtype, file, opts)
   opts = opts or {}
   -- upload's checks first: a file that cannot be sent is neither hashed nor recorded
-  local file, msg, details = client:check(mtype, path, opts.limits and { limits = opts.limits })
+  local msg, details
+  if not source.checked(file, mtype) then
+    file, msg, details = client:check(mtype, file, opts.limits and { limits = opts.limits })
+    if not file then return nil, msg, details end
+  end
+  file, msg, details = source.spool(file)
   if not file then return nil, msg, details end
   local sha256, herr, hdetails = content_hash(file)
   if not sha256 then return nil, herr, hdetails end

@@ -72,6 +72,8 @@ _M.stat = helper("stat")
 _M.lstat = helper("lstat")
 _M.write_private = helper("write_private")
 _M.sha256_file = helper("sha256_file")
+_M.sha256 = helper("sha256")     -- hex SHA-256 of a string (OpenSSL)
+_M.sha1 = helper("sha1")         -- hex SHA-1 of a string (WeChat's callback signature)
 _M.lock = helper("lock")
 
 local Transport = {}
