@@ -76,6 +76,43 @@ local function clock(opts)
   return opts.now or core_time or os.time, opts.sleep or core_sleep
 end
 
+-- A message from a client, without the "file:line:" that error() puts before it.
+local function cleaned(message)
+  message = tostring(message):gsub("^[^\n:]+%.lua:%d+: ", "")
+  if #message > 200 then message = message:sub(1, 200) .. "..." end
+  return message
+end
+
+-- Bounds every command of conn by the store's timeout, on the client's own socket.
+local function bound(conn, seconds)
+  local network = conn.network
+  if type(network) == "table" and network.socket then            -- redis-lua: a LuaSocket
+    network.socket:settimeout(seconds, "b")
+    network.socket:settimeout(seconds, "t")
+  elseif type(conn.set_timeouts) == "function" then              -- lua-resty-redis: milliseconds
+    local ms = ceil(seconds * 1000)
+    conn:set_timeouts(ms, ms, ms)
+  elseif type(conn.set_timeout) == "function" then
+    conn:set_timeout(ceil(seconds * 1000))
+  end
+end
+
+local function close(conn)
+  local network = conn.network
+  if type(network) == "table" and network.socket then
+    pcall(network.socket.close, network.socket)
+  elseif type(conn.close) == "function" then
+    pcall(conn.close, conn)
+  end
+end
+
+
+-- Takes conn as the store's connection: Redis is reachable again, and the memory of the outage goes.
+local function adopt(self, conn)
+  bound(conn, self.timeout)
+  self.conn, self.fallback, self.kept, self.retry_at, self.down = conn, nil, 0, nil, nil
+end
+
 -- syntax: store = redis.new(conn [, opts])
 -- conn: a connected client (redis-lua or lua-resty-redis), or a function that returns one (or nil,
 -- message): then the store connects when first used, and again after a failure. opts: prefix (of
@@ -111,44 +148,8 @@ function _M.new(conn, opts)
   for name, default in pairs(DEFAULTS) do
     if opts[name] ~= nil then self[name] = opts[name] else self[name] = default end
   end
-  if t ~= "function" then self:adopt(conn) end
+  if t ~= "function" then adopt(self, conn) end
   return self
-end
-
--- A message from a client, without the "file:line:" that error() puts before it.
-local function cleaned(message)
-  message = tostring(message):gsub("^[^\n:]+%.lua:%d+: ", "")
-  if #message > 200 then message = message:sub(1, 200) .. "..." end
-  return message
-end
-
--- Bounds every command of conn by the store's timeout, on the client's own socket.
-local function bound(conn, seconds)
-  local network = conn.network
-  if type(network) == "table" and network.socket then            -- redis-lua: a LuaSocket
-    network.socket:settimeout(seconds, "b")
-    network.socket:settimeout(seconds, "t")
-  elseif type(conn.set_timeouts) == "function" then              -- lua-resty-redis: milliseconds
-    local ms = ceil(seconds * 1000)
-    conn:set_timeouts(ms, ms, ms)
-  elseif type(conn.set_timeout) == "function" then
-    conn:set_timeout(ceil(seconds * 1000))
-  end
-end
-
-local function close(conn)
-  local network = conn.network
-  if type(network) == "table" and network.socket then
-    pcall(network.socket.close, network.socket)
-  elseif type(conn.close) == "function" then
-    pcall(conn.close, conn)
-  end
-end
-
--- Takes conn as the store's connection: Redis is reachable again, and the memory of the outage goes.
-function _M.adopt(self, conn)
-  bound(conn, self.timeout)
-  self.conn, self.fallback, self.kept, self.retry_at, self.down = conn, nil, 0, nil, nil
 end
 
 -- Redis cannot be used: the connection goes (closed: its late replies must never answer a later
@@ -157,8 +158,7 @@ local function broken(self, conn, why)
   if conn then close(conn) end
   if conn == self.conn then self.conn = nil end
   if self.connect then
-    self.down = format("the Redis store is unavailable (%s): going on without it for up to %s s",
-      why, tostring(self.retry_interval))
+    self.down = format("the Redis store is unavailable (%s)", why)
     self.retry_at = self.now() + self.retry_interval
   else
     self.down = format("the Redis store is unavailable (%s), for good: it was given a connection, not a "
@@ -181,7 +181,7 @@ local function acquire(self)
     return broken(self, nil, "the connect function returned no Redis client"
       .. (m and " (no " .. m .. " method)" or ""))
   end
-  self:adopt(conn)
+  adopt(self, conn)
   if self.release then self.conn = nil end  -- one connection per operation: never shared by two
   return conn
 end
@@ -215,6 +215,8 @@ local function command(self, name, ...)
 end
 
 -- While Redis is down: this process's own memory, so that its calls go on with what it had.
+local MEANWHILE = ": this process goes on with its own copy meanwhile"
+
 local function fallback(self)
   local m = self.fallback
   if not m or self.kept >= MAX_KEPT then
@@ -233,7 +235,7 @@ end
 
 function _M.get(self, key)
   local res, err, down = command(self, "get", self.prefix .. checked_key(key, "get"))
-  if down then return fallback(self):get(key), err end
+  if down then return fallback(self):get(key), err .. MEANWHILE end
   if err then return nil, err end
   if type(res) ~= "string" then return nil end    -- nil, or lua-resty-redis's ngx.null
   return res
@@ -258,7 +260,7 @@ function _M.set(self, key, value, ttl)
   if down then
     fallback(self):set(key, value, ttl)
     self.kept = self.kept + 1
-    return true, err
+    return true, err .. MEANWHILE
   end
   if err then return nil, err end
   return res ~= nil
@@ -268,7 +270,7 @@ function _M.delete(self, key)
   local _, err, down = command(self, "del", self.prefix .. checked_key(key, "delete"))
   if down then
     fallback(self):delete(key)
-    return true, err
+    return true, err .. MEANWHILE
   end
   if err then return nil, err end
   return true
