@@ -50,8 +50,8 @@ local function launch(self)
 end
 
 -- Starts a redis-server on a free loopback port. Returns an object with port, url, pid,
--- :stop(), :start() (again, on the same port: a restart), :pause() and :resume() (SIGSTOP/SIGCONT:
--- a Redis that accepts connections and never answers), :connect() (a redis-lua client).
+-- :stop(), :start() (again, on the same port: a restart), :pause(ms) (a Redis that accepts
+-- connections and commands and answers none for ms), :connect() (a redis-lua client).
 function redis_helper.start()
   local dir = helper.tmpdir()
   assert(dir ~= "" and dir:match("wxmedia%-"), "no temp folder for redis-server")
@@ -83,7 +83,7 @@ function Server:stop()
   local pid = self.pid
   if not pid then return end
   self.pid = nil
-  os.execute("kill -CONT " .. pid .. " 2>/dev/null; kill -TERM " .. pid .. " 2>/dev/null")
+  os.execute("kill -TERM " .. pid .. " 2>/dev/null")
   for _ = 1, 250 do
     if not alive(pid) then break end
     os.execute("sleep 0.02")
@@ -98,8 +98,16 @@ function Server:shutdown()
   helper.rmtree(self.dir)
 end
 
-function Server:pause() os.execute("kill -STOP " .. self.pid) end
-function Server:resume() os.execute("kill -CONT " .. self.pid) end
+-- The shell command that makes it answer no client for ms milliseconds (CLIENT PAUSE: the server
+-- still accepts connections and reads commands, and a TERM still stops it at once, so a spec that
+-- dies meanwhile leaves nothing stuck; the pause ends by itself).
+function Server:pause_command(ms)
+  return ("redis-cli -h 127.0.0.1 -p %d client pause %d all >/dev/null"):format(self.port, ms)
+end
+
+function Server:pause(ms)
+  assert(os.execute(self:pause_command(ms)))
+end
 
 -- A redis-lua client to this server (for checks behind the store's back).
 function Server:connect(timeout)

@@ -53,7 +53,6 @@ describe("wxmedia.store.redis", function()
   end)
   before_each(function()
     if not server.pid then server:start() end   -- a test that failed with Redis stopped
-    server:resume()
     admin = server:connect()
     admin:flushall()
     emu:reset()
@@ -273,23 +272,22 @@ describe("wxmedia.store.redis", function()
   end)
 
   it("never takes a late reply for the next command's: a connection that timed out is closed", function()
-    finally(function() server:resume() end)
     local clock = 1000
     local s = wxmedia.store.redis(connector(), { timeout = 0.3, retry_interval = 5,
       now = function() return clock end })
     assert.is_true(s:set("a", "1", 60))
     assert.is_true(s:set("b", "2", 60))
-    server:pause()
+    server:pause(1500)
     local v, err = s:get("a")
-    server:resume()
     assert.is_nil(v)
     assert.matches("the Redis store is unavailable (connection error: timeout)", err, 1, true)
+    assert.are.equal("1", admin:get("a"))     -- answered once the pause is over: so was the store's get
     clock = clock + 5
     assert.are.equal("2", s:get("b"))        -- not "1", the reply to the get that timed out
   end)
 
   it("bounds a Redis that stops answering by the store's timeout, once per retry_interval", function()
-    finally(function() server:resume() end)
+    finally(function() server:stop() end)   -- ends the pause: the next test starts it again
     -- in a child under a watchdog: a store that waited for ever would hang the suite otherwise
     local cmd = child("slow", ([[
       local core = require "wxmedia.core"
@@ -302,16 +300,15 @@ describe("wxmedia.store.redis", function()
         token_store = wxmedia.store.redis(patient, { timeout = 2, retry_interval = 600 }),
         on_warning = function(m) warnings[#warnings + 1] = m end }))
       assert(c:upload("image", %q))
-      os.execute("kill -STOP %s")
+      os.execute(%q)
       for i = 1, 6 do
         local t0 = core.now()
         if i %% 2 == 0 then assert(c:media_id("image", %q)) else assert(c:upload("image", %q)) end
         io.write(string.format("%%.3f\n", core.now() - t0))
       end
       io.write("warning: ", warnings[1] or "none", "\n")
-    ]]):format(server.port, emu.base_url, jpg, server.pid, png, jpg))
+    ]]):format(server.port, emu.base_url, jpg, server:pause_command(30000), png, jpg))
     local out, ok = helper.sh("timeout 50 " .. cmd .. " 2>&1")
-    server:resume()
     assert.is_true(ok, out)
     local waited, total, n = 0, 0, 0
     for s in out:gmatch("(%d+%.%d+)\n") do
