@@ -362,6 +362,10 @@ describe("wxmedia.store.redis", function()
     assert.are.equal("timeout", select(2, s:lock("k", 0.1)))
     assert.is_true(l:unlock())
     assert.are.equal(connects.n, released)   -- every connection went back after its operation
+    local failing = wxmedia.store.redis(function() return resty_like(connect()) end,
+      { release = function() error("pool full") end })
+    assert.is_true(failing:set("k2", "v2", 60))  -- a release that fails costs its connection only
+    assert.are.equal("v2", failing:get("k2"))
     server:stop()
     v, err = s:get("k")
     assert.is_nil(v)

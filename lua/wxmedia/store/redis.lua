@@ -106,7 +106,6 @@ local function close(conn)
   end
 end
 
-
 -- Takes conn as the store's connection: Redis is reachable again, and the memory of the outage goes.
 local function adopt(self, conn)
   bound(conn, self.timeout)
@@ -186,6 +185,12 @@ local function acquire(self)
   return conn
 end
 
+-- After an operation: the caller's release (OpenResty: back to the cosocket pool), which must not
+-- fail the operation; a connection it could not take back is closed.
+local function done(self, conn)
+  if self.release and not pcall(self.release, conn) then close(conn) end
+end
+
 -- Runs one command: its answer (nil for a missing key), or nil, message, down (true when Redis
 -- cannot be reached, as opposed to an error reply on a working connection).
 local function command(self, name, ...)
@@ -196,21 +201,21 @@ local function command(self, name, ...)
     local message = cleaned(res)
     -- redis-lua's error reply: the connection is still in step with the server
     if message:find("redis error: ", 1, true) then
-      if self.release then self.release(conn) end
+      done(self, conn)
       return nil, "the Redis store's " .. name .. " failed: " .. message:gsub("^redis error: ", "")
     end
     local _, down = broken(self, conn, message)
     return nil, down, true
   end
   if res == false and err ~= nil then              -- lua-resty-redis's error reply
-    if self.release then self.release(conn) end
+    done(self, conn)
     return nil, "the Redis store's " .. name .. " failed: " .. cleaned(err)
   end
   if res == nil and err ~= nil then                -- lua-resty-redis: the connection failed
     local _, down = broken(self, conn, cleaned(err))
     return nil, down, true
   end
-  if self.release then self.release(conn) end
+  done(self, conn)
   return res
 end
 
