@@ -70,6 +70,7 @@ build = {
     ["wxmedia.store"] = "lua/wxmedia/store.lua",
     ["wxmedia.store.file"] = "lua/wxmedia/store/file.lua",
     ["wxmedia.store.memory"] = "lua/wxmedia/store/memory.lua",
+    ["wxmedia.store.redis"] = "lua/wxmedia/store/redis.lua",
     ["wxmedia.store.shared_dict"] = "lua/wxmedia/store/shared_dict.lua",
     ["wxmedia.token"] = "lua/wxmedia/token.lua",
     ["wxmedia.transport"] = "lua/wxmedia/transport.lua",

@@ -4,8 +4,9 @@
 --   store:delete(key)
 --   store:lock(key, timeout_seconds) -> lock with :unlock(), or nil, message   (optional)
 -- memory() is the default (one process), file() is shared by the processes of one machine,
--- shared_dict() by the workers of one nginx; wrap() adapts any object with get and set (a Redis or
--- memcached client) to the shape. The implementations live in wxmedia/store/.
+-- shared_dict() by the workers of one nginx, redis() by every machine that reaches one Redis; wrap()
+-- adapts any object with get and set (a memcached client, ...) to the shape. The implementations
+-- live in wxmedia/store/.
 local error, pcall, require, select, tostring, type = error, pcall, require, select, tostring, type
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 
@@ -22,6 +23,11 @@ end
 -- OpenResty only: a store over lua_shared_dicts (see wxmedia.ngx).
 function _M.shared_dict(dict, opts)
   return require("wxmedia.store.shared_dict").new(dict, opts)
+end
+
+-- A store in Redis over a redis-lua or lua-resty-redis client, or a function that connects one.
+function _M.redis(conn, opts)
+  return require("wxmedia.store.redis").new(conn, opts)
 end
 
 -- Adapts any object with get(key) and set(key, value, ttl) methods to the shape, and makes it safe
