@@ -73,6 +73,9 @@ _M.lstat = helper("lstat")
 _M.write_private = helper("write_private")
 _M.sha256_file = helper("sha256_file")
 _M.lock = helper("lock")
+-- For a program (the command line), never for a library: SIGTERM, SIGHUP and SIGPIPE remove the
+-- core's temp files, then kill the process as before (src/temp.c).
+_M.remove_temp_files_on_signals = helper("remove_temp_files_on_signals")
 
 local Transport = {}
 Transport.__index = Transport
