@@ -69,7 +69,7 @@ describe("wxmedia command", function()
         assert.truthy(r.out:find("\n" .. section .. "\n", 1, true) or r.out:find("^" .. section .. "\n"),
           "no section " .. section)
       end
-      for _, line in ipairs { "\n    2 ", "\n    3 ", "\n    4 ", "WECHAT_APPID", "WECHAT_ACCESS_TOKEN",
+      for _, line in ipairs { "\n    2 ", "\n    3 ", "\n    4 ", "\n    5 ", "WECHAT_APPID", "WECHAT_ACCESS_TOKEN",
                                "WXMEDIA_BASE_URL", "--json", "--base-url", "upload TYPE FILE" } do
         assert.truthy(r.out:find(line, 1, true), "help lacks " .. line)
       end
@@ -84,7 +84,7 @@ describe("wxmedia command", function()
         local r = wxmedia(args, creds)
         assert.equal(2, r.code, table.concat(args, " "))
         assert.equal("", r.out)
-        assert.matches("^wxmedia: .+\nTry 'wxmedia %-%-help'", r.err)
+        assert.matches("^wxmedia: [^\n]+\nTry 'wxmedia [%-%w ]+' for more information%.\n$", r.err)
       end
       assert.same({}, emu:requests())
     end)
@@ -479,7 +479,7 @@ describe("wxmedia.cli functions", function()
 
   it("maps error kinds to exit statuses", function()
     assert.equal(2, cli.exit_status("input"))
-    assert.equal(2, cli.exit_status("io"))
+    assert.equal(5, cli.exit_status("io"))
     assert.equal(3, cli.exit_status("api"))
     assert.equal(3, cli.exit_status("token"))
     for _, k in ipairs { "http", "connect", "timeout", "tls", "transfer" } do
