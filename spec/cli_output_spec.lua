@@ -43,7 +43,8 @@ describe("wxmedia command output", function()
 
     it("fails upload, token, --json and --help alike: the result is lost, so is the run", function()
       for _, args in ipairs { { "upload", "image", cli.fixture("image.jpg") },
-                              { "--json", "upload", "image", cli.fixture("image.jpg"), cli.fixture("image.png") },
+                              { "--json", "upload", "image", cli.fixture("image.jpg"),
+                                cli.fixture("image.png") },
                               { "token" }, { "--help" }, { "help", "get" }, { "--version" } } do
         local r = wxmedia(args, nil, { stdout = ">/dev/full" })
         assert.equal(5, r.code, table.concat(args, " ") .. ": " .. r.err)
@@ -70,7 +71,8 @@ describe("wxmedia command output", function()
     setup(function()
       sdir = helper.tmpdir()
       server = nginx_helper.start({ workers = 1, thread_pool = false,
-        server = ("location / { content_by_lua_file %s; }"):format(cli.root .. "/spec/fixtures/cli/hostile.lua") })
+        server = ("location / { content_by_lua_file %s; }"):format(cli.root
+          .. "/spec/fixtures/cli/hostile.lua") })
     end)
     teardown(function()
       if server then server:stop() end
@@ -152,7 +154,8 @@ describe("wxmedia.cli.output", function()
   end)
 
   it("raises an output error when a write or a flush fails", function()
-    local failing = { write = function(self) return self end, flush = function() return nil, "No space left on device" end }
+    local failing = { write = function(self) return self end,
+                      flush = function() return nil, "No space left on device" end }
     local ok, e = pcall(output.stdout(failing).write, "x")
     assert.is_false(ok)
     assert.is_true(output.is_output_error(e))
