@@ -58,12 +58,14 @@ function cli.wait_for(what, check)
   error("gave up waiting for " .. what)
 end
 
--- Starts the command in the background. Returns { pid =, rc() = exit status or nil while running,
--- err() = its stderr, kill(signal) }.
+-- Starts the command in the background, its stdin and stdout redirected as `redirect` says (default
+-- ">/dev/null </dev/null"). Returns { pid =, rc() = exit status or nil while running, err() = its
+-- stderr, kill(signal), wait() }.
 function cli.start(tmp, args, env, cwd, redirect)
   local state = tmp .. "/bg-" .. tostring(math.random(1e9))
-  os.execute("cd " .. q(cwd or tmp) .. " && (" .. cli.command(args, env) .. " " .. (redirect or ">/dev/null")
-    .. " 2>" .. q(state .. ".err") .. " </dev/null & echo $! >" .. q(state .. ".pid")
+  os.execute("cd " .. q(cwd or tmp) .. " && (" .. cli.command(args, env) .. " "
+    .. (redirect or ">/dev/null </dev/null") .. " 2>" .. q(state .. ".err") .. " & echo $! >"
+    .. q(state .. ".pid")
     .. "; wait $!; echo $? >" .. q(state .. ".rc") .. ") >/dev/null 2>&1 &")
   local bg = {}
   cli.wait_for("the command to start", function()
