@@ -42,7 +42,12 @@ end
 
 local function read_secret_file(path)
   local f, err = io.open(path, "rb")
-  if not f then return nil, "cannot read the secret file: " .. tostring(err) end
+  if not f then
+    -- io.open says "<path>: No such file or directory"
+    local why = tostring(err)
+    if why:sub(1, #path + 2) == path .. ": " then why = why:sub(#path + 3) end
+    return nil, "cannot read the secret file " .. path .. ": " .. why:sub(1, 1):lower() .. why:sub(2)
+  end
   local line = f:read("*l")
   f:close()
   line = line and line:gsub("%s+$", ""):gsub("^%s+", "")
