@@ -429,6 +429,8 @@ describe("wxmedia command", function()
       local tty = on_terminal { "upload", "image", big }
       assert.matches("100%%", tty)
       assert.matches("%[#+%]", tty)
+      -- like curl's: the speed and the time left
+      assert.matches("[%d.]+ [kM]B/s  [%d:-]+ left", tty)
 
       local piped = wxmedia({ "upload", "image", big }, creds)
       assert.equal(0, piped.code, piped.err)
@@ -475,6 +477,31 @@ describe("wxmedia.cli functions", function()
     assert.equal("abc.mp4", commands.default_output("abc", { video_url = "http://x/y" }))
     assert.equal("abc.bin", commands.default_output("abc", {}))
     assert.equal("passwd.bin", commands.default_output("../etc/passwd", { filename = "../.." }))
+  end)
+
+  it("draws a progress line with the speed and the time left, under 80 columns", function()
+    local progress = require "wxmedia.cli.progress"
+    local line = progress.line("photo.jpg", 5 * 1024 * 1024, 10 * 1024 * 1024, 1024 * 1024)
+    assert.equal("\rphoto.jpg        [######......]  50%  5.0 MB / 10.0 MB  1.0 MB/s  0:05 left", line)
+    assert.is_true(#line <= 80)
+    assert.matches("%-%- kB/s  %-%-:%-%- left$", progress.line("x", 0, 2 * 1024 * 1024, nil))
+    assert.matches("1:01:01 left$", progress.line("x", 0, 3661 * 1024, 1024))
+    assert.matches(" 0:00 left$", progress.line("x", 10, 10, nil))
+    assert.matches("^\r%.%.%.", progress.line(string.rep("a", 40), 1, 2, 1))
+  end)
+
+  it("measures the speed over the last seconds, from the clock it is given", function()
+    local progress = require "wxmedia.cli.progress"
+    local t, drawn = 0, {}
+    local bar = progress.new({ write = function(_, s) drawn[#drawn + 1] = s end, flush = function() end },
+      function() return true end, function() return t end)
+    bar.start("f")
+    local MB = 1024 * 1024
+    for i = 0, 10 do
+      t = i
+      bar.progress(10 * MB, i * MB / 2, 0, 0)   -- 0.5 MB a second
+    end
+    assert.matches("512 kB/s  0:10 left$", drawn[#drawn])
   end)
 
   it("maps error kinds to exit statuses", function()

@@ -46,7 +46,8 @@ end
 function _M.new(stderr, enabled, clock)
   local bar = { label = "", drawn = false, last = -1, drawn_at = nil, samples = {} }
   function bar.start(label)
-    bar.label, bar.drawn, bar.last, bar.drawn_at, bar.samples = label, false, -1, nil, {}
+    -- the start is the first sample: a transfer that reports only its end still has a speed
+    bar.label, bar.drawn, bar.last, bar.drawn_at, bar.samples = label, false, -1, nil, { { clock(), 0 } }
   end
   function bar.finish()
     if bar.drawn then stderr:write("\n") end
