@@ -69,8 +69,9 @@ describe("wxmedia command", function()
         assert.truthy(r.out:find("\n" .. section .. "\n", 1, true) or r.out:find("^" .. section .. "\n"),
           "no section " .. section)
       end
-      for _, line in ipairs { "\n    2 ", "\n    3 ", "\n    4 ", "\n    5 ", "WECHAT_APPID", "WECHAT_ACCESS_TOKEN",
-                               "WXMEDIA_BASE_URL", "--json", "--base-url", "upload TYPE FILE" } do
+      for _, line in ipairs { "\n    2 ", "\n    3 ", "\n    4 ", "\n    5 ", "WECHAT_APPID",
+                               "WECHAT_ACCESS_TOKEN", "WXMEDIA_BASE_URL", "TMPDIR", "--json", "--base-url",
+                               "upload TYPE FILE" } do
         assert.truthy(r.out:find(line, 1, true), "help lacks " .. line)
       end
       assert.equal("", r.err)
