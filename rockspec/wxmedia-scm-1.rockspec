@@ -71,6 +71,7 @@ build = {
     ["wxmedia.store.shared_dict"] = "lua/wxmedia/store/shared_dict.lua",
     ["wxmedia.token"] = "lua/wxmedia/token.lua",
     ["wxmedia.transport"] = "lua/wxmedia/transport.lua",
+    ["wxmedia.warn"] = "lua/wxmedia/warn.lua",
   },
   install = {
     bin = { wxmedia = "bin/wxmedia" },

@@ -111,13 +111,14 @@ function Run:say(obj, text)
 end
 
 -- Prints a failure about subject (a file, a media_id; nil for the run itself) to stderr, and with
--- --json the object json_fields to stdout; returns its exit status. A message that does not name
--- its subject gets "cannot <verb> <subject>: " in front.
+-- --json the object json_fields to stdout; returns its exit status. A message that does not start
+-- with "cannot <verb> <subject>" (nor quote the subject) gets that in front.
 function Run:fail(verb, subject, message, details, json_fields)
   details = details or {}
   message = redact.text(tostring(message))
-  if subject and not message:find(subject, 1, true) then
-    message = "cannot " .. verb .. " " .. subject .. ": " .. message
+  local head = subject and ("cannot " .. verb .. " " .. subject)
+  if head and message:sub(1, #head) ~= head and not message:find("'" .. subject .. "'", 1, true) then
+    message = head .. ": " .. message
   end
   self:note(message)
   if self.opts.json and json_fields then

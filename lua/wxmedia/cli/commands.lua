@@ -132,7 +132,7 @@ local function get_to_stdout(run, media_id)
       .. "or use -o FILE", { kind = "input" })
   end
   local sp, serr = run:spool()
-  if not sp then return run:fail("get", media_id, "cannot make a temp folder: " .. serr, { kind = "io" }) end
+  if not sp then return run:fail("get", media_id, serr, { kind = "io" }) end
   local path = sp:path("medium")
   run.bar.start(media_id)
   local got, err, details = run.client:get(media_id, path, { no_replace = true })

@@ -24,7 +24,7 @@ Spool.__index = Spool
 
 -- A new spool, or nil and a message.
 function _M.new()
-  local p = io.popen("mktemp -d \"${TMPDIR:-/tmp}/wxmedia-XXXXXX\" 2>&1", "r")
+  local p = io.popen("LC_ALL=C mktemp -d \"${TMPDIR:-/tmp}/wxmedia-XXXXXX\" 2>&1", "r")
   local out = p and p:read("*a") or ""
   if p then p:close() end
   -- (the status of a pipe's close is not reported by Lua 5.1 and LuaJIT: the output tells)
