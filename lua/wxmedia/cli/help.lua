@@ -97,8 +97,8 @@ OPTIONS
                          private); without it nothing is written to disk
     --no-progress        never draw a progress bar (one is drawn on
                          stderr, with the speed and the time left, for
-                         transfers over 1 MB when both stdout and stderr
-                         are terminals)
+                         transfers over 1 MB when stderr is a terminal,
+                         and stdout too unless it is get's -o -)
     -h, --help           print this text
     --version            print the version
 
@@ -153,8 +153,8 @@ function _M.topic(command)
   for line in _M.text:gmatch("([^\n]*)\n") do
     if line:match("^%u") then
       section = line
-    elseif section == "SYNOPSIS" and line:find("^    wxmedia %[OPTIONS%] " .. command .. " ")
-        or section == "SYNOPSIS" and line:find("^    wxmedia " .. command .. " ") then
+    elseif section == "SYNOPSIS" and (line:find("^    wxmedia %[OPTIONS%] " .. command .. "%f[^%w]")
+        or line:find("^    wxmedia " .. command .. "%f[^%w]")) then
       out[#out + 1] = line
     elseif section == "DESCRIPTION" then
       if line:match("^    %S") then
