@@ -27,6 +27,12 @@ describe("wxmedia get without -o", function()
     return d
   end
 
+  -- the emulator names a file "<media_id>.<ext>"; a media_id may start with '-', which the command
+  -- drops from a name (commands.safe_filename)
+  local function server_name(id, ext)
+    return require("wxmedia.cli.commands").safe_filename(id .. "." .. ext)
+  end
+
   local function upload(name)
     local r = cli.run(tmp, { "upload", name:match("^%a+"), cli.fixture(name) }, creds)
     assert.equal(0, r.code, r.err)
@@ -36,7 +42,7 @@ describe("wxmedia get without -o", function()
   it("refuses an existing name before the body comes, and downloads nothing more", function()
     local id = upload("image.jpg")
     local dir = fresh_dir()
-    local name = id .. ".jpg"             -- the emulator's Content-Disposition
+    local name = server_name(id, "jpg")
     helper.write(dir .. "/" .. name, "mine")
     -- 400 bytes a second: the whole body would take 5 s; the name is known with the first bytes
     emu:fault { route = "get", kind = "drip", rate = 400 }
@@ -55,7 +61,7 @@ describe("wxmedia get without -o", function()
   it("never replaces a name that exists as a dangling symbolic link", function()
     local id = upload("image.png")
     local dir = fresh_dir()
-    local name = id .. ".png"
+    local name = server_name(id, "png")
     assert(os.execute("ln -s nowhere " .. q(dir .. "/" .. name)))
     local r = cli.run(tmp, { "get", id }, creds, dir)
     assert.equal(2, r.code)
@@ -67,7 +73,7 @@ describe("wxmedia get without -o", function()
   it("never replaces a file it cannot read", function()
     local id = upload("image.gif")
     local dir = fresh_dir()
-    local name = id .. ".gif"
+    local name = server_name(id, "gif")
     helper.write(dir .. "/" .. name, "secret")
     os.execute("chmod 000 " .. q(dir .. "/" .. name))
     local r = cli.run(tmp, { "get", id }, creds, dir)

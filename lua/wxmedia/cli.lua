@@ -113,7 +113,7 @@ end
 -- Prints a failure about subject (a file, a media_id; nil for the run itself) to stderr, and with
 -- --json the object json_fields to stdout; returns its exit status. A message that does not start
 -- with "cannot <verb> <subject>" (nor quote the subject) gets that in front.
-function Run:fail(verb, subject, message, details, json_fields)
+function Run:failure(verb, subject, message, details, json_fields)
   details = details or {}
   message = redact.text(tostring(message))
   local head = subject and ("cannot " .. verb .. " " .. subject)
@@ -205,7 +205,7 @@ local function run(self, argv)
   end
   if self.on_signals then self.on_signals() end
   local client, cerr, details = self:make_client()
-  if not client then return self:fail(nil, nil, cerr, details) end
+  if not client then return self:failure(nil, nil, cerr, details) end
   self.client = client
   return commands[opts.command](self)
 end

@@ -114,7 +114,7 @@ function _M.upload(run)
                 thumb_media_id = res.thumb_media_id, created_at = res.created_at,
                 reused = res.reused, expires_at = res.expires_at }, line)
     else
-      local code = run:fail("upload", file == "-" and STDIN or file, err, details,
+      local code = run:failure("upload", file == "-" and STDIN or file, err, details,
         { file = file, type = mtype })
       if status == run.EXIT.ok then status = code end
       if code == run.EXIT.interrupted then break end
@@ -128,20 +128,20 @@ end
 -- as soon as it is open, so that from then on only this process holds it.
 local function get_to_stdout(run, media_id)
   if run.is_terminal(1) then
-    return run:fail("get", media_id, "standard output is a terminal; redirect it to a file or a pipe, "
+    return run:failure("get", media_id, "standard output is a terminal; redirect it to a file or a pipe, "
       .. "or use -o FILE", { kind = "input" })
   end
   local sp, serr = run:spool()
-  if not sp then return run:fail("get", media_id, serr, { kind = "io" }) end
+  if not sp then return run:failure("get", media_id, serr, { kind = "io" }) end
   local path = sp:path("medium")
   run.bar.start(media_id)
   local got, err, details = run.client:get(media_id, path, { no_replace = true })
   run.bar.finish()
-  if not got then return run:fail("get", media_id, err, details) end
+  if not got then return run:failure("get", media_id, err, details) end
   local f, oerr = io.open(path, "rb")
   os.remove(path)
   if not f then
-    return run:fail("get", media_id, "cannot read its temp file: " .. tostring(oerr), { kind = "io" })
+    return run:failure("get", media_id, "cannot read its temp file: " .. tostring(oerr), { kind = "io" })
   end
   while true do
     local chunk = f:read(65536)
@@ -180,7 +180,7 @@ function _M.get(run)
     got, err, details = get_named_by_server(run, media_id)
   end
   run.bar.finish()
-  if not got then return run:fail("get", media_id, err, details, { media_id = media_id }) end
+  if not got then return run:failure("get", media_id, err, details, { media_id = media_id }) end
   run:say({ media_id = media_id, path = got.path, size = got.size, content_type = got.content_type,
             filename = got.filename, video_url = got.video_url }, got.path)
   return run.EXIT.ok
@@ -188,7 +188,7 @@ end
 
 function _M.token(run)
   local token, err, details = run.client:token()
-  if not token then return run:fail(nil, nil, err, details, {}) end
+  if not token then return run:failure(nil, nil, err, details, {}) end
   run:say({ access_token = token }, token)
   return run.EXIT.ok
 end
