@@ -69,8 +69,9 @@ describe("wxmedia command", function()
         assert.truthy(r.out:find("\n" .. section .. "\n", 1, true) or r.out:find("^" .. section .. "\n"),
           "no section " .. section)
       end
-      for _, line in ipairs { "\n    2 ", "\n    3 ", "\n    4 ", "WECHAT_APPID", "WECHAT_ACCESS_TOKEN",
-                               "WXMEDIA_BASE_URL", "--json", "--base-url", "upload TYPE FILE" } do
+      for _, line in ipairs { "\n    2 ", "\n    3 ", "\n    4 ", "\n    5 ", "WECHAT_APPID",
+                               "WECHAT_ACCESS_TOKEN", "WXMEDIA_BASE_URL", "TMPDIR", "--json", "--base-url",
+                               "upload TYPE FILE" } do
         assert.truthy(r.out:find(line, 1, true), "help lacks " .. line)
       end
       assert.equal("", r.err)
@@ -84,7 +85,7 @@ describe("wxmedia command", function()
         local r = wxmedia(args, creds)
         assert.equal(2, r.code, table.concat(args, " "))
         assert.equal("", r.out)
-        assert.matches("^wxmedia: .+\nTry 'wxmedia %-%-help'", r.err)
+        assert.matches("^wxmedia: [^\n]+\nTry 'wxmedia [%-%w ]+' for more information%.\n$", r.err)
       end
       assert.same({}, emu:requests())
     end)
@@ -429,6 +430,8 @@ describe("wxmedia command", function()
       local tty = on_terminal { "upload", "image", big }
       assert.matches("100%%", tty)
       assert.matches("%[#+%]", tty)
+      -- like curl's: the speed and the time left
+      assert.matches("[%d.]+ [kM]B/s  [%d:-]+ left", tty)
 
       local piped = wxmedia({ "upload", "image", big }, creds)
       assert.equal(0, piped.code, piped.err)
@@ -477,9 +480,34 @@ describe("wxmedia.cli functions", function()
     assert.equal("passwd.bin", commands.default_output("../etc/passwd", { filename = "../.." }))
   end)
 
+  it("draws a progress line with the speed and the time left, under 80 columns", function()
+    local progress = require "wxmedia.cli.progress"
+    local line = progress.line("photo.jpg", 5 * 1024 * 1024, 10 * 1024 * 1024, 1024 * 1024)
+    assert.equal("\rphoto.jpg        [######......]  50%  5.0 MB / 10.0 MB  1.0 MB/s  0:05 left", line)
+    assert.is_true(#line <= 80)
+    assert.matches("%-%- kB/s  %-%-:%-%- left$", progress.line("x", 0, 2 * 1024 * 1024, nil))
+    assert.matches("1:01:01 left$", progress.line("x", 0, 3661 * 1024, 1024))
+    assert.matches(" 0:00 left$", progress.line("x", 10, 10, nil))
+    assert.matches("^\r%.%.%.", progress.line(string.rep("a", 40), 1, 2, 1))
+  end)
+
+  it("measures the speed over the last seconds, from the clock it is given", function()
+    local progress = require "wxmedia.cli.progress"
+    local t, drawn = 0, {}
+    local bar = progress.new({ write = function(_, s) drawn[#drawn + 1] = s end, flush = function() end },
+      function() return true end, function() return t end)
+    bar.start("f")
+    local MB = 1024 * 1024
+    for i = 0, 10 do
+      t = i
+      bar.progress(10 * MB, i * MB / 2, 0, 0)   -- 0.5 MB a second
+    end
+    assert.matches("512 kB/s  0:10 left$", drawn[#drawn])
+  end)
+
   it("maps error kinds to exit statuses", function()
     assert.equal(2, cli.exit_status("input"))
-    assert.equal(2, cli.exit_status("io"))
+    assert.equal(5, cli.exit_status("io"))
     assert.equal(3, cli.exit_status("api"))
     assert.equal(3, cli.exit_status("token"))
     for _, k in ipairs { "http", "connect", "timeout", "tls", "transfer" } do

@@ -1,27 +1,34 @@
 -- The wxmedia command line: one run of the command, from argv to the exit status. The parts live
--- in wxmedia/cli/: args (parsing), help (the manual), progress (the bar), commands (upload, get,
--- token). bin/wxmedia only calls main(), so everything can be tested in-process.
+-- in wxmedia/cli/: args (parsing), help (the manual), progress (the bar), output (stdout checked,
+-- text from servers made printable), spool (a private temp folder that never outlives the run),
+-- commands (upload, get, token). bin/wxmedia only calls main(), so everything can be tested
+-- in-process.
 -- Plain Lua 5.1 syntax on purpose: LuaRocks installs the command for whichever Lua it builds for.
-local cjson = require "cjson"
 local args = require "wxmedia.cli.args"
 local commands = require "wxmedia.cli.commands"
+local help = require "wxmedia.cli.help"
+local output = require "wxmedia.cli.output"
 local progress = require "wxmedia.cli.progress"
+local spool = require "wxmedia.cli.spool"
 local config = require "wxmedia.config"
 local redact = require "wxmedia.redact"
 local transport = require "wxmedia.transport"
 
-local pairs, pcall, require, setmetatable, tostring =
-      pairs, pcall, require, setmetatable, tostring
+local ipairs, pairs, pcall, require, setmetatable, tostring =
+      ipairs, pairs, pcall, require, setmetatable, tostring
 local io, math, os, string = io, math, os, string
 
 local _M = {}
 
--- Exit status, one per class of failure, so that scripts can tell "fix your input" from
--- "WeChat said no" from "try again later".
-_M.EXIT = { ok = 0, other = 1, input = 2, wechat = 3, network = 4, interrupted = 130 }
+-- Exit status, one per class of failure, so that scripts can tell "fix your input" from "WeChat
+-- said no" from "try again later" from "the medium came but could not be written here". 5 is ours,
+-- not curl's 23: our statuses are classes (curl numbers each error), and a script must tell a full
+-- disk or a dead pipe (free space, fix the reader; the command line was right) from bad input (2).
+_M.EXIT = { ok = 0, other = 1, input = 2, wechat = 3, network = 4, output = 5, interrupted = 130 }
 
 local EXIT_BY_KIND = {
-  input = _M.EXIT.input, io = _M.EXIT.input, config = _M.EXIT.input,
+  input = _M.EXIT.input, config = _M.EXIT.input,
+  io = _M.EXIT.output,
   api = _M.EXIT.wechat, token = _M.EXIT.wechat, blocked = _M.EXIT.wechat,
   http = _M.EXIT.network, connect = _M.EXIT.network, timeout = _M.EXIT.network,
   tls = _M.EXIT.network, transfer = _M.EXIT.network,
@@ -35,7 +42,12 @@ end
 
 local function read_secret_file(path)
   local f, err = io.open(path, "rb")
-  if not f then return nil, "cannot read the secret file: " .. tostring(err) end
+  if not f then
+    -- io.open says "<path>: No such file or directory"
+    local why = tostring(err)
+    if why:sub(1, #path + 2) == path .. ": " then why = why:sub(#path + 3) end
+    return nil, "cannot read the secret file " .. path .. ": " .. why:sub(1, 1):lower() .. why:sub(2)
+  end
   local line = f:read("*l")
   f:close()
   line = line and line:gsub("%s+$", ""):gsub("^%s+", "")
@@ -68,35 +80,70 @@ local function is_terminal(fd)
   return ok == true or ok == 0
 end
 
-local function default_sys()
-  return { getenv = os.getenv, stdout = io.stdout, stderr = io.stderr, is_terminal = is_terminal }
+local function wall_clock()
+  local _, time = transport.clock()
+  return time and time() or os.time()
 end
 
--- One run: its options, output, errors and client.
+local function default_sys()
+  return { getenv = os.getenv, stdin = io.stdin, stdout = io.stdout, stderr = io.stderr,
+    is_terminal = is_terminal, clock = wall_clock,
+    -- a program's choice, never a library's: the core's temp files go with SIGTERM, SIGHUP, SIGPIPE
+    on_signals = transport.remove_temp_files_on_signals }
+end
+
+-- One run: its options, output, errors, client and temp folders.
 local Run = { EXIT = _M.EXIT }
 Run.__index = Run
 
-function Run:say(obj, text)
-  if self.opts.json then
-    self.stdout:write(cjson.encode(obj), "\n")
-  else
-    self.stdout:write(text, "\n")
-  end
-  self.stdout:flush()
+-- A line on stderr: "wxmedia: ...", in printable ASCII whatever a server put in it.
+function Run:note(text)
+  self.stderr:write("wxmedia: ", output.printable(redact.text(tostring(text))), "\n")
 end
 
--- Prints a failure (stderr always; stdout too in --json mode) and returns its exit status.
-function Run:fail(what, message, details, json_fields)
+-- A result on stdout: the JSON object with --json, else the line.
+function Run:say(obj, text)
+  if self.opts.json then
+    self.out.write(output.json(obj), "\n")
+  else
+    self.out.write(text, "\n")
+  end
+end
+
+-- Prints a failure about subject (a file, a media_id; nil for the run itself) to stderr, and with
+-- --json the object json_fields to stdout; returns its exit status. A message that does not start
+-- with "cannot <verb> <subject>" (nor quote the subject) gets that in front.
+function Run:failure(verb, subject, message, details, json_fields)
   details = details or {}
   message = redact.text(tostring(message))
-  -- name the file or media_id, unless the message already does
-  local prefix = (what and not message:find(what, 1, true)) and (what .. ": ") or ""
-  self.stderr:write("wxmedia: ", prefix, message, "\n")
+  local head = subject and ("cannot " .. verb .. " " .. subject)
+  if head and message:sub(1, #head) ~= head and not message:find("'" .. subject .. "'", 1, true) then
+    message = head .. ": " .. message
+  end
+  self:note(message)
   if self.opts.json and json_fields then
     json_fields.error = { message = message, kind = details.kind, errcode = details.errcode }
-    self.stdout:write(cjson.encode(json_fields), "\n")
+    self.out.write(output.json(json_fields), "\n")
   end
   return _M.exit_status(details.kind)
+end
+
+-- A private temp folder, removed at the end of the run however it ends (wxmedia.cli.spool).
+function Run:spool()
+  local s, err = spool.new()
+  if s then self.spools[#self.spools + 1] = s end
+  return s, err
+end
+
+-- The client's failure in the command line's terms: where a bad base URL or a missing credential
+-- came from.
+local function client_problem(opts, err, details)
+  if details.kind ~= "config" then return err end
+  if err:find(config.ENV.appid, 1, true) then return err .. " (or use --appid and --secret-file)" end
+  if err:find("base URL", 1, true) then
+    return err .. (opts.base_url and " (given with --base-url)" or (" (from " .. config.ENV.base_url .. ")"))
+  end
+  return err
 end
 
 -- The client of this run: the options on the command line, the rest from the environment
@@ -112,61 +159,79 @@ function Run:make_client()
   end
   local bar = progress.new(self.stderr, function()
     if self.tty == nil then
-      self.tty = not opts.no_progress and self.is_terminal(1) and self.is_terminal(2)
+      -- stdout a terminal too (its output is not captured), unless it is the medium (-o -)
+      self.tty = not opts.no_progress and self.is_terminal(2) and (opts.output == "-" or self.is_terminal(1))
     end
     return self.tty
-  end)
+  end, self.clock)
   self.bar = bar
   conf.progress = bar.progress
   conf.on_retry = function(attempt, message, _, delay)
-    self.stderr:write(string.format("wxmedia: %s; retry %d in %.1f s\n", redact.text(message), attempt,
-      delay or 0))
+    self:note(string.format("%s; retry %d in %.1f s", message, attempt, delay or 0))
   end
+  -- on stderr, never stdout: --json output stays one object per line
+  conf.on_warning = function(message) self:note("warning: " .. tostring(message)) end
   local store, serr = _M.store_path(opts, self.getenv)
   if serr then return nil, serr, { kind = "input" } end
   local wxmedia = require "wxmedia"
   -- tokens and --reuse records in one file: successive runs share a token and their uploads
   if store then conf.token_store = wxmedia.store.file(store) end
   local client, err, details = wxmedia.new(conf)
-  if not client and details.kind == "config" and err:find(config.ENV.appid, 1, true) then
-    err = err .. " (or use --appid and --secret-file)"
-  end
-  return client, err, details
+  if not client then return nil, client_problem(opts, err, details), details end
+  return client
 end
 
-local function run(argv, sys)
-  local opts, perr = args.parse(argv)
+local function usage(self, message, command)
+  self:note(message)
+  self.stderr:write("Try 'wxmedia ", command and ("help " .. command) or "--help",
+    "' for more information.\n")
+  return _M.EXIT.input
+end
+
+local function run(self, argv)
+  local opts, perr, about = args.parse(argv)
   if not opts then
-    sys.stderr:write("wxmedia: ", perr, "\nTry 'wxmedia --help' for more information.\n")
-    return _M.EXIT.input
+    self.opts = {}
+    return usage(self, perr, about)
   end
-  if opts.help then sys.stdout:write(require("wxmedia.cli.help")) return _M.EXIT.ok end
-  if opts.version then
-    sys.stdout:write("wxmedia ", transport.version() or "(the C module cannot be loaded)", "\n")
+  self.opts = opts
+  if opts.help then
+    self.out.write(opts.topic and help.topic(opts.topic) or help.text)
     return _M.EXIT.ok
   end
-
-  local self = setmetatable({ opts = opts, stdout = sys.stdout, stderr = sys.stderr,
-    getenv = sys.getenv, is_terminal = sys.is_terminal }, Run)
+  if opts.version then
+    self.out.write("wxmedia ", transport.version() or "(the C module cannot be loaded)", "\n")
+    return _M.EXIT.ok
+  end
+  if self.on_signals then self.on_signals() end
   local client, cerr, details = self:make_client()
-  if not client then return self:fail(nil, cerr, details) end
+  if not client then return self:failure(nil, nil, cerr, details) end
   self.client = client
   return commands[opts.command](self)
 end
 
--- Runs the command; returns the exit status. sys (for tests) may replace getenv, stdout, stderr
--- and is_terminal(fd).
+-- Runs the command; returns the exit status. sys (for tests) may replace getenv, stdin, stdout,
+-- stderr, is_terminal(fd), clock() and on_signals() (false: no signal handlers).
 function _M.main(argv, sys)
   local s = default_sys()
   for k, v in pairs(sys or {}) do s[k] = v end
   math.randomseed(os.time() + math.floor(os.clock() * 1e6))
-  local ok, status = pcall(run, argv or {}, s)
+  local self = setmetatable({ opts = {}, stdin = s.stdin, stdout = s.stdout, stderr = s.stderr,
+    out = output.stdout(s.stdout), getenv = s.getenv, is_terminal = s.is_terminal, clock = s.clock,
+    on_signals = s.on_signals, spools = {} }, Run)
+  local ok, status = pcall(run, self, argv or {})
+  for _, sp in ipairs(self.spools) do sp:close() end
   if ok then return status end
+  if output.is_output_error(status) then
+    if self.bar then self.bar.finish() end
+    self:note(status.message)
+    return _M.EXIT.output
+  end
   if tostring(status):match("interrupted!$") then -- Ctrl-C outside a transfer
-    s.stderr:write("wxmedia: interrupted\n")
+    self:note("interrupted")
     return _M.EXIT.interrupted
   end
-  s.stderr:write("wxmedia: internal error: ", redact.value(status), "\n")
+  self:note("internal error: " .. redact.value(status))
   return _M.EXIT.other
 end
 

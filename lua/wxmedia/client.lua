@@ -34,7 +34,7 @@ local CALL_OPTIONS = {
   upload = { retries = "number", backoff = "table", on_retry = "function", progress = "function",
     limits = "table", sleep = "function" },
   get = { retries = "number", backoff = "table", on_retry = "function", progress = "function",
-    sleep = "function", jssdk = "boolean" },
+    sleep = "function", jssdk = "boolean", on_file = "function", no_replace = "boolean" },
   media_id = { retries = "number", backoff = "table", on_retry = "function", progress = "function",
     limits = "table", sleep = "function", reuse_margin = "number", lock_timeout = "number" },
 }
@@ -245,10 +245,16 @@ function _M.upload(self, mtype, file, opts)
     file, send)
 end
 
--- A video's get answers {"video_url": ...}: download that URL (a CDN, no token) into path.
-local function follow_video(self, what, url, path, p)
+-- A video's get answers {"video_url": ...}: download that URL (a CDN, no token) into path. The
+-- caller's on_file sees the URL too (info.video_url): the CDN may not name the file.
+local function follow_video(self, what, url, path, p, args)
+  local on_file = args.on_file
   local res, err, details = self.transport:fetch(url, path,
-    { progress = p.progress, allow_private = self.allow_private_urls or nil })
+    { progress = p.progress, allow_private = self.allow_private_urls or nil, no_replace = args.no_replace,
+      on_file = on_file and function(info)
+        info.video_url = url
+        return on_file(info)
+      end })
   if not res then return within(what, nil, err, details) end
   if not res.file then
     if res.status ~= 200 then return errors.http(what .. ": its video_url", res.status) end
@@ -269,11 +275,15 @@ local function get_exchange(self, tok, what, media_id, path, args, p)
   local doc, m, d = answer.decode(what, res)
   if not doc then return nil, m, d end
   local url = answer.video_url(doc)
-  if url then return follow_video(self, what, url, path, p) end
+  if url then return follow_video(self, what, url, path, p, args) end
   return errors.fail("api", what .. ": WeChat answered JSON without the file", { status = res.status })
 end
 
--- syntax: res, err, details = client:get(media_id, path [, opts])   opts.jssdk: HD voice (speex)
+-- syntax: res, err, details = client:get(media_id, path [, opts])   opts.jssdk: HD voice (speex);
+-- opts.no_replace: an existing file at the destination is never replaced (the check and the rename
+-- are one step in the core); opts.on_file(info): asked before the first byte is written, with
+-- { status, content_type, filename, size, video_url }; may return another path to write, or nil
+-- and a message to stop (kind input). res.path is the path written.
 function _M.get(self, media_id, path, opts)
   check_arg(1, "get", media_id, "string")
   check_arg(2, "get", path, "string")
@@ -286,7 +296,8 @@ function _M.get(self, media_id, path, opts)
   end
   if path == "" then return errors.input("cannot get " .. media_id .. ": the destination path is empty") end
   local p = policy(self, opts)
-  local args = { jssdk = p.jssdk or nil, progress = p.progress }
+  local args = { jssdk = p.jssdk or nil, progress = p.progress, on_file = opts and opts.on_file,
+    no_replace = opts and opts.no_replace or nil }
   local res, err, details = retry.run(p, attempt_with_token, self, "cannot get " .. media_id, get_exchange,
     media_id, path, args, p)
   -- WeChat no longer knows this media_id: a record of it must not hand it out again

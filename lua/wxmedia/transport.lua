@@ -75,6 +75,9 @@ _M.sha256_file = helper("sha256_file")
 _M.sha256 = helper("sha256")     -- hex SHA-256 of a string (OpenSSL)
 _M.sha1 = helper("sha1")         -- hex SHA-1 of a string (WeChat's callback signature)
 _M.lock = helper("lock")
+-- For a program (the command line), never for a library: SIGTERM, SIGHUP and SIGPIPE remove the
+-- core's temp files, then kill the process as before (src/temp.c).
+_M.remove_temp_files_on_signals = helper("remove_temp_files_on_signals")
 
 local Transport = {}
 Transport.__index = Transport

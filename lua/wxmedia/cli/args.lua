@@ -1,7 +1,12 @@
 -- The command line's words: options (before or after the command; "--" ends them), the command
--- and its arguments, checked before anything runs.
+-- and its arguments, checked before anything runs. A mistake is reported once, with the closest
+-- known word when there is one ("did you mean"), before any file is read or request sent.
 -- Plain Lua 5.1 syntax on purpose: LuaRocks installs the command for whichever Lua it builds for.
-local math, tonumber = math, tonumber
+local config = require "wxmedia.config"
+local media = require "wxmedia.media"
+
+local math, pairs, table, tonumber = math, pairs, table, tonumber
+local format = string.format
 
 local _M = {}
 
@@ -15,10 +20,45 @@ local FLAG_OPTIONS = {
   ["--json"] = "json", ["--no-progress"] = "no_progress", ["--reuse"] = "reuse",
   ["--help"] = "help", ["-h"] = "help", ["--version"] = "version",
 }
-local COMMANDS = { upload = true, get = true, token = true }
+_M.COMMANDS = { "upload", "get", "token", "help" }
 
--- Parses argv. Returns { command =, args = {...}, <option> = value } or nil, message.
-function _M.parse(argv)
+local function sorted_keys(t)
+  local names = {}
+  for name in pairs(t) do names[#names + 1] = name end
+  table.sort(names)
+  return names
+end
+
+-- The long names, for "did you mean".
+local OPTION_NAMES = {}
+for _, t in pairs({ VALUE_OPTIONS, FLAG_OPTIONS }) do
+  for n in pairs(t) do
+    if n:sub(1, 2) == "--" then OPTION_NAMES[#OPTION_NAMES + 1] = n end
+  end
+end
+table.sort(OPTION_NAMES)
+
+-- "'x'", or "'x'; did you mean 'y'?" when a known name is close.
+local function named(word, known)
+  local hint = config.suggest(word, known)
+  return format("'%s'", word) .. (hint and format("; did you mean '%s'?", hint) or "")
+end
+
+local function is_command(word)
+  for _, c in pairs(_M.COMMANDS) do
+    if c == word then return true end
+  end
+  return false
+end
+
+-- "image, thumb, video or voice"
+local function type_list()
+  local names = sorted_keys(media.types)
+  return table.concat(names, ", ", 1, #names - 1) .. " or " .. names[#names]
+end
+
+-- Reads the options out of argv: opts and the other words, or nil, message.
+local function split(argv)
   local opts, words = { args = {} }, {}
   local i, only_words = 1, false
   while argv[i] ~= nil do
@@ -34,52 +74,103 @@ function _M.parse(argv)
         if value == nil then
           i = i + 1
           value = argv[i]
-          if value == nil then return nil, "option " .. name .. " needs a value" end
+          if value == nil then return nil, format("option '%s' needs a value", name) end
         end
         opts[VALUE_OPTIONS[name]] = value
       elseif FLAG_OPTIONS[name] and value == nil then
         opts[FLAG_OPTIONS[name]] = true
       elseif FLAG_OPTIONS[name] then
-        return nil, "option " .. name .. " takes no value"
+        return nil, format("option '%s' takes no value", name)
       elseif a:match("^%-[%w_%-]+$") and #a >= 32 then
         -- a media_id (64 characters of [A-Za-z0-9_-]) may begin with '-': `get "$id"` must work
         words[#words + 1] = a
       else
-        return nil, "unknown option " .. name
+        return nil, "unknown option " .. named(name, OPTION_NAMES)
       end
     end
     i = i + 1
   end
-  if opts.help or opts.version then return opts end
+  return opts, words
+end
 
-  opts.command = words[1]
-  for k = 2, #words do opts.args[#opts.args + 1] = words[k] end
-  if not opts.command then return nil, "no command given" end
-  if not COMMANDS[opts.command] then return nil, "unknown command " .. opts.command end
+-- The checks of each command's arguments: nil, or a message.
+local function check_words(opts)
+  local n, command = #opts.args, opts.command
+  if command == "upload" then
+    if n < 2 then return "upload needs a TYPE and at least one FILE" end
+    local mtype = opts.args[1]
+    if not media.types[mtype] then
+      return format("unknown media type %s (%s)", named(mtype, sorted_keys(media.types)), type_list())
+    end
+    local stdin = 0
+    for k = 2, n do
+      if opts.args[k] == "-" then stdin = stdin + 1 end
+    end
+    if stdin > 1 then return "standard input ('-') can be read only once" end
+  elseif command == "get" then
+    if n ~= 1 then return format("get needs one MEDIA_ID, not %d", n) end
+    if opts.args[1] == "" then return "the MEDIA_ID is empty" end
+  elseif command == "token" and n ~= 0 then
+    return "token takes no arguments"
+  end
+  return nil
+end
 
-  local n = #opts.args
-  if opts.command == "upload" and n < 2 then return nil, "upload needs a TYPE and at least one FILE" end
-  if opts.command == "get" and n ~= 1 then return nil, "get needs exactly one MEDIA_ID" end
-  if opts.command == "token" and n ~= 0 then return nil, "token takes no arguments" end
-  if opts.output and opts.command ~= "get" then return nil, "option -o is for get only" end
-  if opts.reuse and opts.command ~= "upload" then return nil, "option --reuse is for upload only" end
-  if opts.store == "" then return nil, "option --store needs a file name" end
-  if opts.output == "" then return nil, "option -o needs a file name" end
-  if opts.output == "-" and opts.json then return nil, "-o - writes the medium to stdout: no --json" end
-
+local function check_options(opts)
+  if opts.output and opts.command ~= "get" then return "option '-o' is for get only" end
+  if opts.reuse and opts.command ~= "upload" then return "option '--reuse' is for upload only" end
+  if opts.store == "" then return "option '--store' needs a file name" end
+  if opts.output == "" then return "option '-o' needs a file name" end
+  if opts.output == "-" and opts.json then
+    return "'-o -' writes the medium to standard output: it cannot be used with --json"
+  end
   if opts.retries then
     local r = tonumber(opts.retries)
-    if not r or r < 0 or r ~= math.floor(r) then return nil, "--retries needs a whole number >= 0" end
+    if not r or r < 0 or r ~= math.floor(r) then
+      return format("option '--retries' needs a whole number >= 0, not '%s'", opts.retries)
+    end
     opts.retries = r
   end
   if opts.timeout then
     local t = tonumber(opts.timeout)
-    if not t or t <= 0 then return nil, "--timeout needs a number of seconds > 0" end
+    if not t or t <= 0 or t ~= t then
+      return format("option '--timeout' needs a number of seconds > 0, not '%s'", opts.timeout)
+    end
     opts.timeout = t
   end
   if opts.token_api and opts.token_api ~= "stable" and opts.token_api ~= "classic" then
-    return nil, "--token-api is stable or classic"
+    return format("option '--token-api' is stable or classic, not %s",
+      named(opts.token_api, { "classic", "stable" }))
   end
+  return nil
+end
+
+-- Parses argv. Returns { command =, args = {...}, <option> = value } (help = true with topic = a
+-- command for `wxmedia help upload` or `wxmedia upload --help`), or nil, message, the command the
+-- mistake is about (for "Try 'wxmedia help upload'").
+function _M.parse(argv)
+  local opts, words = split(argv)
+  if not opts then return nil, words end
+  local command = words[1]
+  if command == "help" then
+    opts.help, command = true, words[2]
+    if words[3] then return nil, "help takes one COMMAND" end
+  end
+  if opts.help then
+    if command ~= nil and not is_command(command) then
+      return nil, "no help for " .. named(command, _M.COMMANDS)
+    end
+    opts.topic = command ~= "help" and command or nil
+    return opts
+  end
+  if opts.version then return opts end
+
+  if not command then return nil, "no command given: upload, get or token" end
+  if not is_command(command) then return nil, "unknown command " .. named(command, _M.COMMANDS) end
+  opts.command = command
+  for k = 2, #words do opts.args[#opts.args + 1] = words[k] end
+  local problem = check_words(opts) or check_options(opts)
+  if problem then return nil, problem, command end
   return opts
 end
 

@@ -1,5 +1,11 @@
--- The text of `wxmedia --help`: the command's manual.
-return [[
+-- The command's manual: `wxmedia --help` and `wxmedia help` print it whole; `wxmedia help COMMAND`
+-- (or `wxmedia COMMAND --help`) prints that command's lines of SYNOPSIS and DESCRIPTION.
+-- Plain Lua 5.1 syntax on purpose: LuaRocks installs the command for whichever Lua it builds for.
+local table = table
+
+local _M = {}
+
+_M.text = [[
 NAME
     wxmedia - upload and download WeChat temporary media
 
@@ -7,7 +13,7 @@ SYNOPSIS
     wxmedia [OPTIONS] upload TYPE FILE...
     wxmedia [OPTIONS] get MEDIA_ID [-o FILE]
     wxmedia [OPTIONS] token
-    wxmedia --help | --version
+    wxmedia help [COMMAND] | --help | --version
 
 DESCRIPTION
     wxmedia talks to the WeChat Official Account temporary media API
@@ -20,7 +26,10 @@ DESCRIPTION
         MP3), video (MP4) or thumb (JPEG). The format is read from the
         file's content, not its name. With one FILE, prints its media_id;
         with several, prints "MEDIA_ID  FILE" for each, in order. Every
-        FILE is tried even when an earlier one fails.
+        FILE is tried even when an earlier one fails. A FILE of - is
+        standard input, read to its end into a private temp file first
+        (WeChat needs the length before the bytes); the name sent to
+        WeChat then comes from the content ("media.jpg").
 
     upload --reuse TYPE FILE...
         The same, but a file whose content was uploaded before, and whose
@@ -34,15 +43,33 @@ DESCRIPTION
         Downloads a medium (a video through the URL WeChat answers with)
         and prints the name of the file written. Without -o the name is
         the one WeChat gives, reduced to a plain file name in the current
-        folder, or MEDIA_ID with an extension for the content type; an
-        existing file of that name is never overwritten. A MEDIA_ID may
-        begin with '-'.
+        folder, or MEDIA_ID with an extension for the content type. That
+        name is chosen when WeChat answers, before the body comes: an
+        existing file (or link, or anything else) of that name is never
+        replaced, and then nothing is downloaded. A MEDIA_ID may begin
+        with '-'.
+
+    get MEDIA_ID -o FILE
+        Writes FILE, replacing it if it exists, only once the whole
+        medium has arrived: a failure leaves FILE as it was. A FIFO or a
+        device (/dev/null) is written into as it comes.
+
+    get MEDIA_ID -o -
+        Writes the medium to standard output (not to a terminal), only
+        once it has arrived whole: a failure writes nothing there. It is
+        kept meanwhile in a private temp folder under $TMPDIR, which is
+        removed however the command ends (a closed pipe, a signal).
 
     token
         Prints the access_token. This is the only command that ever
         prints a token; errors and other output never contain one.
 
-    Media stay on WeChat's servers for 3 days.
+    help [COMMAND]
+        Prints this text, or the part of it about COMMAND.
+
+    Media stay on WeChat's servers for 3 days. Text that comes from a
+    server (a media_id, a file name, an error message) is printed as
+    printable ASCII only: any other byte shows as \xHH.
 
 OPTIONS
     --appid APPID        the account's AppID (instead of WECHAT_APPID)
@@ -50,7 +77,7 @@ OPTIONS
                          (instead of WECHAT_APPSECRET; there is no option
                          taking the secret itself, as other users of the
                          machine can read command lines)
-    --base-url URL       the API's address (default
+    --base-url URL       the API's address, with its scheme (default
                          https://api.weixin.qq.com)
     --token-api API      stable (the default: every process shares one
                          token) or classic (cgi-bin/token)
@@ -60,7 +87,8 @@ OPTIONS
     -o, --output FILE    get: write to FILE (replacing it); - for stdout
     --json               print one JSON object per line, for scripts; a
                          failed item gives {"file" or "media_id", "error":
-                         {"message", "kind", "errcode"}}
+                         {"message", "kind", "errcode"}}; warnings and
+                         errors still go to stderr
     --reuse              upload: reuse media_ids recorded in the store
     --store FILE         keep access_tokens (and --reuse records) in FILE,
                          shared by every run (default with --reuse:
@@ -68,8 +96,9 @@ OPTIONS
                          ~/.cache/wxmedia/store.json, in a folder made
                          private); without it nothing is written to disk
     --no-progress        never draw a progress bar (one is drawn on
-                         stderr for transfers over 1 MB when both stdout
-                         and stderr are terminals)
+                         stderr, with the speed and the time left, for
+                         transfers over 1 MB when stderr is a terminal,
+                         and stdout too unless it is get's -o -)
     -h, --help           print this text
     --version            print the version
 
@@ -83,17 +112,27 @@ ENVIRONMENT
         the API's address, as --base-url
     XDG_CACHE_HOME, HOME
         where --reuse keeps its store when --store is not given
+    TMPDIR
+        where get -o - and upload - keep their private temp folder
+        (default /tmp)
 
 EXIT STATUS
     0   success
     1   any other failure
-    2   bad input: a usage error, no credentials, a file that cannot be
-        read, written or sent as TYPE
+    2   bad input: a usage error, no credentials, a bad base URL, a file
+        that cannot be read or sent as TYPE, a destination that exists
+        (get without -o) or cannot be one (a directory)
     3   WeChat refused: an errcode from the API, or bad credentials
     4   network failure: no connection, timeout, TLS, an interrupted
         transfer, an HTTP error status
+    5   the output cannot be written: standard output (a full disk, a
+        closed pipe when SIGPIPE is ignored) or the destination file (a
+        full disk, no permission); the transfer itself may have worked
     130 interrupted (Ctrl-C); a partial download is never left behind
-    With several FILEs, the status is that of the first failure.
+    A SIGTERM, SIGHUP or SIGPIPE (the reader of -o - went away) ends
+    the command as it ends any program (128 + the signal's number in a
+    shell), with no temp file left behind. With several FILEs, the
+    status is that of the first failure.
 
 EXAMPLES
     export WECHAT_APPID=wx1234567890abcdef
@@ -101,7 +140,33 @@ EXAMPLES
     id=$(wxmedia upload image photo.jpg)
     wxmedia get "$id" -o copy.jpg
     wxmedia get "$id" -o - | identify -
+    convert logo.svg jpg:- | wxmedia upload thumb -
     wxmedia --json upload voice a.amr b.mp3 | jq -r .media_id
     read -r id how < <(wxmedia upload --reuse image welcome.jpg)
     curl "https://api.weixin.qq.com/cgi-bin/...?access_token=$(wxmedia token)"
 ]]
+
+-- The SYNOPSIS and DESCRIPTION lines about one command: its synopsis lines, then each entry of
+-- DESCRIPTION whose first line names it (an entry runs to the next line indented 4 spaces).
+function _M.topic(command)
+  local out, section, inside = {}, nil, false
+  for line in _M.text:gmatch("([^\n]*)\n") do
+    if line:match("^%u") then
+      section = line
+    elseif section == "SYNOPSIS" and (line:find("^    wxmedia %[OPTIONS%] " .. command .. "%f[^%w]")
+        or line:find("^    wxmedia " .. command .. "%f[^%w]")) then
+      out[#out + 1] = line
+    elseif section == "DESCRIPTION" then
+      if line:match("^    %S") then
+        inside = line:find("^    " .. command .. "%f[^%w]") ~= nil
+        if inside then out[#out + 1] = "" end
+      end
+      if inside and line ~= "" then out[#out + 1] = line end
+    end
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "Options, environment and exit statuses: wxmedia --help"
+  return table.concat(out, "\n") .. "\n"
+end
+
+return _M

@@ -1,0 +1,124 @@
+-- The command line's own messages, as a person reads them once: each input and the exact lines it
+-- prints on stderr. A usage error is one line (with "did you mean" when a known word is close) and a
+-- pointer to the help, before any file is read or request sent; the first words say what failed.
+-- luacheck: no max line length
+local helper = require "helper"
+local cli = require "cli_helper"
+
+local TRY = "Try 'wxmedia --help' for more information.\n"
+local function try(command) return "Try 'wxmedia help " .. command .. "' for more information.\n" end
+
+describe("wxmedia command messages", function()
+  local emu, tmp, creds
+
+  setup(function()
+    emu = helper.start_emulator()
+    tmp = helper.tmpdir()
+    creds = { WECHAT_APPID = helper.APPID, WECHAT_APPSECRET = helper.SECRET, WXMEDIA_BASE_URL = emu.base_url,
+      TMPDIR = tmp }
+  end)
+  teardown(function()
+    if emu then emu:stop() end
+    helper.rmtree(tmp)
+  end)
+  before_each(function() emu:reset() end)
+
+  -- { argv, exit status, the exact stderr }
+  local USAGE = {
+    { {}, 2, "wxmedia: no command given: upload, get or token\n" .. TRY },
+    { { "frobnicate" }, 2, "wxmedia: unknown command 'frobnicate'\n" .. TRY },
+    { { "uplaod", "image", "a.jpg" }, 2, "wxmedia: unknown command 'uplaod'; did you mean 'upload'?\n" .. TRY },
+    { { "--jsno", "token" }, 2, "wxmedia: unknown option '--jsno'; did you mean '--json'?\n" .. TRY },
+    { { "--bogus", "token" }, 2, "wxmedia: unknown option '--bogus'\n" .. TRY },
+    { { "--json=yes", "token" }, 2, "wxmedia: option '--json' takes no value\n" .. TRY },
+    { { "token", "--appid" }, 2, "wxmedia: option '--appid' needs a value\n" .. TRY },
+    -- the type is checked once, whatever the number of files
+    { { "upload", "imgae", "a.jpg", "b.jpg", "c.jpg" }, 2,
+      "wxmedia: unknown media type 'imgae'; did you mean 'image'? (image, thumb, video or voice)\n" .. try("upload") },
+    { { "upload", "sticker", "a.jpg", "b.jpg" }, 2,
+      "wxmedia: unknown media type 'sticker' (image, thumb, video or voice)\n" .. try("upload") },
+    { { "upload", "image" }, 2, "wxmedia: upload needs a TYPE and at least one FILE\n" .. try("upload") },
+    { { "upload", "image", "-", "-" }, 2, "wxmedia: standard input ('-') can be read only once\n" .. try("upload") },
+    { { "upload", "image", "a.jpg", "-o", "x" }, 2, "wxmedia: option '-o' is for get only\n" .. try("upload") },
+    { { "get" }, 2, "wxmedia: get needs one MEDIA_ID, not 0\n" .. try("get") },
+    { { "get", "a", "b" }, 2, "wxmedia: get needs one MEDIA_ID, not 2\n" .. try("get") },
+    { { "get", "--reuse", "x" }, 2, "wxmedia: option '--reuse' is for upload only\n" .. try("get") },
+    { { "get", "ID", "-o", "-", "--json" }, 2,
+      "wxmedia: '-o -' writes the medium to standard output: it cannot be used with --json\n" .. try("get") },
+    { { "token", "extra" }, 2, "wxmedia: token takes no arguments\n" .. try("token") },
+    { { "--retries", "x", "token" }, 2, "wxmedia: option '--retries' needs a whole number >= 0, not 'x'\n"
+      .. try("token") },
+    { { "--timeout", "0", "token" }, 2, "wxmedia: option '--timeout' needs a number of seconds > 0, not '0'\n"
+      .. try("token") },
+    { { "--token-api", "stabel", "token" }, 2,
+      "wxmedia: option '--token-api' is stable or classic, not 'stabel'; did you mean 'stable'?\n" .. try("token") },
+    { { "help", "uplod" }, 2, "wxmedia: no help for 'uplod'; did you mean 'upload'?\n" .. TRY },
+  }
+
+  it("reports each usage error once, in one line, and sends nothing", function()
+    for _, case in ipairs(USAGE) do
+      local r = cli.run(tmp, case[1], creds)
+      local what = "wxmedia " .. table.concat(case[1], " ")
+      assert.equal(case[3], r.err, what)
+      assert.equal(case[2], r.code, what)
+      assert.equal("", r.out, what)
+    end
+    assert.same({}, emu:requests())
+  end)
+
+  it("says where a bad base URL came from, in one line, before any request (exit 2)", function()
+    local r = cli.run(tmp, { "--base-url", "api.weixin.qq.com", "token" }, creds)
+    assert.equal(2, r.code)
+    assert.equal("wxmedia: the base URL 'api.weixin.qq.com' has no scheme: write https://api.weixin.qq.com"
+      .. " (given with --base-url)\n", r.err)
+    local env = { WECHAT_APPID = helper.APPID, WECHAT_APPSECRET = helper.SECRET,
+      WXMEDIA_BASE_URL = "api.weixin.qq.com" }
+    r = cli.run(tmp, { "upload", "image", cli.fixture("image.jpg") }, env)
+    assert.equal(2, r.code)
+    assert.equal("wxmedia: the base URL 'api.weixin.qq.com' has no scheme: write https://api.weixin.qq.com"
+      .. " (from WXMEDIA_BASE_URL)\n", r.err)
+    assert.same({}, emu:requests())
+  end)
+
+  it("names the secret file it cannot read", function()
+    local r = cli.run(tmp, { "--appid", helper.APPID, "--secret-file", tmp .. "/none", "token" },
+      { WXMEDIA_BASE_URL = emu.base_url })
+    assert.equal(2, r.code)
+    assert.equal("wxmedia: cannot read the secret file " .. tmp .. "/none: no such file or directory\n", r.err)
+  end)
+
+  it("refuses to write a medium to a terminal with -o - (exit 2), before any request", function()
+    -- `script` gives the command a terminal for stdout
+    local out = helper.sh("script -qec " .. helper.shell_quote(cli.command({ "get", "SOME_ID", "-o", "-" }, creds)
+      .. "; echo exit:$?") .. " /dev/null </dev/null")
+    assert.truthy(out:find("wxmedia: cannot get SOME_ID: standard output is a terminal; redirect it to a file "
+      .. "or a pipe, or use -o FILE", 1, true), out)
+    assert.truthy(out:find("exit:2", 1, true), out)
+    assert.same({}, emu:requests())
+  end)
+
+  describe("help", function()
+    it("'wxmedia help' is 'wxmedia --help'", function()
+      local full = cli.run(tmp, { "--help" }, {})
+      local h = cli.run(tmp, { "help" }, {})
+      assert.equal(0, h.code)
+      assert.equal(full.out, h.out)
+      assert.equal("", h.err)
+      assert.matches("\nEXIT STATUS\n", h.out)
+    end)
+
+    it("'wxmedia help upload' and 'wxmedia upload --help' give upload's part", function()
+      local h = cli.run(tmp, { "help", "upload" }, {})
+      assert.equal(0, h.code)
+      assert.equal(h.out, cli.run(tmp, { "upload", "--help" }, {}).out)
+      assert.truthy(h.out:find("wxmedia [OPTIONS] upload TYPE FILE...\n", 1, true), h.out)
+      assert.truthy(h.out:find("\n    upload --reuse TYPE FILE...\n", 1, true), h.out)
+      assert.is_nil(h.out:find("get MEDIA_ID", 1, true), h.out)
+      local g = cli.run(tmp, { "help", "get" }, {})
+      assert.truthy(g.out:find("\n    get MEDIA_ID -o -\n", 1, true), g.out)
+      assert.is_nil(g.out:find("upload TYPE", 1, true), g.out)
+      local t = cli.run(tmp, { "help", "token" }, {})
+      assert.equal("    wxmedia [OPTIONS] token\n\n    token\n", t.out:sub(1, 39))
+    end)
+  end)
+end)
