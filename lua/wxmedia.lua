@@ -20,6 +20,7 @@ local _M = {
   errors = errors,
   token_source = require "wxmedia.token",
   reuse = require "wxmedia.reuse",
+  reply = require "wxmedia.reply",
 }
 
 local config_opts   -- the options of configure(), or nil
@@ -87,6 +88,13 @@ _M.media_id = module_method("media_id", true)
 
 -- syntax: file, err, details = wxmedia.check(type, file [, opts])
 _M.check = module_method("check", true)
+
+-- syntax: ok, err, details = wxmedia.send(openid, message [, opts])
+function _M.send(openid, message, opts)
+  local c, err, details = module_client()
+  if not c then return nil, err, details end
+  return c:send(openid, message, opts)
+end
 
 -- syntax: forgotten = wxmedia.forget(media_id)
 function _M.forget(media_id)

@@ -26,6 +26,7 @@ wxmedia command.
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",
+  "luaexpat",
 }
 
 external_dependencies = {
@@ -65,7 +66,9 @@ build = {
     ["wxmedia.ngx.phase"] = "lua/wxmedia/ngx/phase.lua",
     ["wxmedia.ngx.serve"] = "lua/wxmedia/ngx/serve.lua",
     ["wxmedia.ngx.thread"] = "lua/wxmedia/ngx/thread.lua",
+    ["wxmedia.message"] = "lua/wxmedia/message.lua",
     ["wxmedia.redact"] = "lua/wxmedia/redact.lua",
+    ["wxmedia.reply"] = "lua/wxmedia/reply.lua",
     ["wxmedia.retry"] = "lua/wxmedia/retry.lua",
     ["wxmedia.reuse"] = "lua/wxmedia/reuse.lua",
     ["wxmedia.source"] = "lua/wxmedia/source.lua",

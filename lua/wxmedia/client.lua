@@ -8,6 +8,7 @@ local answer = require "wxmedia.answer"
 local config = require "wxmedia.config"
 local errors = require "wxmedia.errors"
 local media = require "wxmedia.media"
+local message_mod = require "wxmedia.message"
 local retry = require "wxmedia.retry"
 local reuse = require "wxmedia.reuse"
 local source = require "wxmedia.source"
@@ -39,6 +40,7 @@ local CALL_OPTIONS = {
     limits = "table", sleep = "function", reuse_margin = "number", lock_timeout = "number" },
 }
 CALL_OPTIONS.check = { limits = "table" }
+CALL_OPTIONS.send = { retries = "number", backoff = "table", on_retry = "function", sleep = "function" }
 
 local function check_call_options(fname, opts)
   if opts == nil then return end
@@ -326,6 +328,34 @@ end
 function _M.forget(self, media_id)
   check_arg(1, "forget", media_id, "string")
   return self.records ~= nil and self.records:forget(media_id)
+end
+
+-- One customer-service message with one token. A failure after the request may have reached WeChat
+-- (the connection broke, or the answer was late) is not retried: WeChat may have delivered it, and
+-- the user would get it twice.
+local function send_exchange(self, tok, what, body)
+  local res, err, details = self.transport:request("POST", message_mod.PATH, {
+    query = { access_token = tok }, body = body, content_type = "application/json" })
+  if not res then
+    if details.kind == "transfer" or details.kind == "timeout" then details.retryable = false end
+    return within(what, nil, err, details)
+  end
+  local doc, m, d = answer.decode(what, res)
+  if not doc then return nil, m, d end
+  return true
+end
+
+-- syntax: ok, err, details = client:send(openid, message [, opts])
+-- A customer-service message to a user who wrote to the account in the last 48 hours: message is
+-- { type = "text", content = }, { type = "image" | "voice", media_id = }, { type = "video",
+-- media_id =, thumb_media_id =, title =, description = } or { type = "music", thumb_media_id =,
+-- title =, description =, music_url =, hq_music_url = }. opts: retries, backoff, on_retry, sleep.
+function _M.send(self, openid, message, opts)
+  local body = message_mod.body(openid, message, "send", 2)
+  check_arg(3, "send", opts, "table?")
+  check_call_options("send", opts)
+  return retry.run(policy(self, opts), attempt_with_token, self, "cannot send a message to " .. openid,
+    send_exchange, body)
 end
 
 -- syntax: tok, err, details = client:token([force])

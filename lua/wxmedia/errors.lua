@@ -77,6 +77,15 @@ local CODES = {
   [45001] = { meaning = "the media is too large" },
   [45009] = { meaning = "the daily API quota is used up" },
   [45007] = { meaning = "the voice is longer than 60 seconds" },
+  [40003] = { meaning = "the openid is invalid (not a user of this account)" },
+  [40008] = { meaning = "the message type is invalid" },
+  [44002] = { meaning = "the request body is empty" },
+  [44004] = { meaning = "the text is empty" },
+  [45015] = { meaning = "the user has not written to the account in the last 48 hours (or unsubscribed): "
+    .. "reply to their next message instead" },
+  [45047] = { meaning = "the account has sent this user as many messages as WeChat allows until they "
+    .. "write again" },
+  [47001] = { meaning = "the request body is not in the format WeChat expects" },
   [48001] = { meaning = "the account is not authorised for this API" },
   [50001] = { meaning = "the account is not authorised for this API" },
   [50002] = { meaning = "the account is restricted" },
