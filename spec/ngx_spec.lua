@@ -316,6 +316,85 @@ describe("wxmedia.ngx in nginx #once", function()
     assert.same({}, locks.keys)
   end)
 
+  -- n requests at once, each a background curl writing its answer (i.json), its HTTP status and
+  -- headers (i.head) and curl's exit status (i.rc, written last); returns their folder.
+  local function background(ngx, n, path, curl_args)
+    local dir = helper.tmpdir()
+    local cmds = {}
+    for i = 1, n do
+      local f = shell_quote(dir .. "/" .. i)
+      cmds[i] = ("(curl -s -D %s.head -o %s.json %s %s; echo $? > %s.rc.tmp; mv %s.rc.tmp %s.rc) "
+        .. ">/dev/null 2>&1 &"):format(f, f, curl_args or "", shell_quote(ngx.base_url .. path), f, f, f)
+    end
+    os.execute(table.concat(cmds, " "))
+    return dir
+  end
+
+  -- The answers of background(): { rc =, status =, headers =, doc = }, once every curl is done.
+  local function answers_of(dir, n, seconds)
+    wait_for(n .. " answers", function()
+      for i = 1, n do
+        if not helper.read(dir .. "/" .. i .. ".rc") then return false end
+      end
+      return true
+    end, seconds or 60)
+    local all = {}
+    for i = 1, n do
+      local head = helper.read(dir .. "/" .. i .. ".head") or ""
+      local headers = {}
+      for k, v in head:gmatch("([%w%-]+):%s*([^\r\n]*)") do headers[k:lower()] = v end
+      all[i] = { rc = tonumber(helper.read(dir .. "/" .. i .. ".rc")), headers = headers,
+        status = tonumber(head:match("^HTTP/%S+ (%d+)")),
+        doc = cjson.decode(helper.read(dir .. "/" .. i .. ".json") or "") or {} }
+    end
+    helper.rmtree(dir)
+    return all
+  end
+
+  local function alive(pid)
+    local stat = helper.read("/proc/" .. pid .. "/stat")
+    return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
+  end
+
+  -- The cause (see wxmedia/ngx/backend.lua): a worker that shuts down gracefully exits as soon as
+  -- no timer it must wait for is left, and a request waiting on ngx.run_worker_thread has none.
+  for _, signal in ipairs({ "HUP", "QUIT" }) do
+    it("answers every upload waiting on a worker thread through a graceful " .. signal
+      .. ", with no alert", function()
+      local ngx = start_nginx({ workers = 2, clients = { main = { thread_pool = "wxmedia" } } })
+      finally(function() ngx:stop() end)
+      local _, first = upload_via(ngx, "image.png")    -- the token, fetched before the load
+      assert.is_string(first.res.media_id)
+      local n = 8
+      emu:fault({ route = "upload", kind = "delay", seconds = 3, count = n })
+      local dir = background(ngx, n, "/upload?type=image&path=" .. helper.fixture("image.jpg"), "-X POST")
+      wait_for(n .. " uploads in flight", function()
+        local _, ping = json(ngx:curl("/ping"))
+        return ping and ping.uploading == n
+      end)
+      os.execute("sleep 1")
+      assert(os.execute("kill -" .. signal .. " " .. ngx.pid))
+      local answers = answers_of(dir, n)
+      local ok = 0
+      for _, a in ipairs(answers) do
+        if a.rc == 0 and a.status == 200 and a.doc.res and a.doc.res.media_id then ok = ok + 1 end
+      end
+      assert.equal(n, ok)
+      assert.equal(n + 1, #emu:requests("upload"))
+      if signal == "QUIT" then
+        wait_for("the master to exit", function() return not alive(ngx.pid) end)
+      else
+        wait_for("the old workers to exit", function()
+          local _, exits = ngx:error_log():gsub("%] %d+#%d+: exit\n", "")
+          return exits >= 2
+        end)
+      end
+      local log = ngx:error_log()
+      assert.matches("gracefully shutting down", log, 1, true)
+      assert.is_nil(log:find("[alert]", 1, true), "an alert in the error log:\n" .. log)
+    end)
+  end
+
   describe("(d) gives through the worker thread what plain Lua gives", function()
     local ngx, plain, dead
 

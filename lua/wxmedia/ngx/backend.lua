@@ -61,6 +61,24 @@ local function slots(pool, size)
   return sema
 end
 
+-- Why a graceful reload or `nginx -s quit` dropped the requests waiting on a worker thread:
+-- a worker told to shut down closes its listening sockets and idle connections, then exits as soon
+-- as no timer it must wait for is left in its event loop (nginx's ngx_event_no_timers_left: only
+-- "cancelable" timers may remain). A request sleeping (ngx.sleep) or waiting on a cosocket or a
+-- semaphore has such a timer; a request waiting on ngx.run_worker_thread has none, since the
+-- thread's result comes back through the thread pool's notification, not through a timer. So the
+-- worker exited at once: its exit handlers wait for the running tasks, then it finds the client's
+-- connection still open ("[alert] open socket #N left in connection", "aborting") and exits without
+-- an answer, losing a media_id WeChat had already given.
+-- The fix uses the module's own design: while a call is in a worker thread, a light thread of the
+-- same request sleeps (one timer the exit path waits for); it is killed as soon as the call returns,
+-- so the old worker answers the request, then exits. Nothing wakes up meanwhile (the sleep is long).
+local KEEPER_SLEEP = 3600
+
+local function keep_worker_alive()
+  while true do ngx.sleep(KEEPER_SLEEP) end
+end
+
 -- A backend running each call in the thread pool `pool`, at most max_threads at once per worker.
 function _M.threads(pool, max_threads)
   local backend = {}
@@ -74,8 +92,10 @@ function _M.threads(pool, max_threads)
         return nil, format("no free slot in thread pool %s for %d s (%s)", pool, SLOT_WAIT, tostring(werr)),
           "timeout"
       end
+      local keeper = ngx.thread.spawn(keep_worker_alive)
       local pok, ok, called, res, msg, kind = pcall(ngx.run_worker_thread, pool, THREAD_MODULE, "call",
         self.session_opts, method, unpack(args, 1, n))
+      ngx.thread.kill(keeper)
       sema:post(1)
       if not pok then error(ok, 0) end
       if not ok then
