@@ -450,7 +450,7 @@ describe("wxmedia.ngx in nginx #once", function()
       assert.equal("busy", doc.details.kind)
       assert.equal(1, doc.details.attempts)      -- retries = 3, and no retry
       assert.is_false(doc.details.retryable)
-      assert.equal(tostring(doc.details.retry_after), headers["retry-after"])
+      assert.equal(doc.details.retry_after, tonumber(headers["retry-after"]))
       os.execute("sleep " .. doc.details.retry_after)
     end
     assert.equal(200, status)
