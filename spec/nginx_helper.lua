@@ -74,17 +74,21 @@ function nginx_helper.start(opts)
   helper.sh("mkdir -p " .. helper.shell_quote(prefix .. "/logs"))
   local conf = prefix .. "/nginx.conf"
   local last
-  -- A random port in 20000-60999, retried when taken (like the emulator): nginx binds in the master
-  -- before it daemonizes, so "nginx returned 0" means the port is ours and accepting.
+  -- A random port in 20000-32767, retried when taken (like the emulator): nginx binds in the master
+  -- before it daemonizes, so "nginx exited 0" means the port is ours and accepting. Below Linux's
+  -- ephemeral range (32768-60999), where every outgoing connection of the machine takes its local
+  -- port. The exit status is echoed: LuaJIT's popen():close() does not give it.
   math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
   for _ = 1, 20 do
-    local port = math.random(20000, 60999)
+    local port = math.random(20000, 32767)
     helper.write(conf, render(prefix, port, opts))
+    helper.write(prefix .. "/error.log", "")
     local env = {}
     for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. helper.shell_quote(v) end
-    local out, ok = helper.sh(("env %s nginx -p %s -c %s 2>&1"):format(table.concat(env, " "),
-      helper.shell_quote(prefix .. "/"), helper.shell_quote(conf)))
-    if ok then
+    local out = helper.sh(("env %s nginx -p %s -c %s 2>&1; echo \"nginx exited $?\""):format(
+      table.concat(env, " "), helper.shell_quote(prefix .. "/"), helper.shell_quote(conf)))
+    out = out .. (helper.read(prefix .. "/error.log") or "")
+    if out:find("nginx exited 0", 1, true) then
       -- the parent nginx returns once the master has forked, maybe before the master wrote its pid
       local pid
       for _ = 1, 250 do

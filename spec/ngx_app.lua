@@ -17,6 +17,13 @@ function _M.init(json)
   for name, opts in pairs(config.clients) do
     clients[name] = assert(wxngx.new(opts))
   end
+  -- option sets the spec expects new to take or refuse: "ok", or the error raised
+  local tries = {}
+  for i, opts in ipairs(config.tries or {}) do
+    local ok, err = pcall(wxngx.new, opts)
+    tries[i] = ok and "ok" or tostring(err)
+  end
+  ngx.shared.test:set("tries", cjson.encode(tries))
   local client = clients.main or clients.dead
   local ok, err = pcall(client.upload, client, "image", "/nonexistent.jpg")
   if not ok then ngx.shared.test:set("init_error", tostring(err)) end
@@ -33,7 +40,12 @@ local function client()
   return clients[ngx.var.arg_client or "main"]
 end
 
+-- A busy failure is answered as a handler should: 503 with Retry-After.
 local function answer(tbl)
+  if tbl.details and tbl.details.kind == "busy" then
+    ngx.status = 503
+    ngx.header["Retry-After"] = tbl.details.retry_after
+  end
   ngx.header["Content-Type"] = "application/json"
   ngx.say(cjson.encode(tbl))
 end
@@ -50,6 +62,7 @@ function _M.upload()
   local ok, res, err, details = pcall(client().upload, client(), ngx.var.arg_type or "image", path)
   test:incr("uploading", -1, 0)
   if not ok then return answer({ raised = tostring(res), pid = ngx.worker.pid() }) end
+  if not res and ngx.var.arg_send_error then return client():send_error(err, details) end
   answer({ res = res, err = err, details = details, pid = ngx.worker.pid() })
 end
 
@@ -111,14 +124,25 @@ function _M.locktest()
     still_busy = still_busy ~= nil, still_err = still_err })
 end
 
--- The keys of the lock dict: empty once no call is running.
+-- The locks in the lock dict: none once no call is running (its other keys are wxmedia's counters).
 function _M.locks()
-  answer({ keys = ngx.shared.wxmedia_locks:get_keys(0) })
+  local locks = {}
+  for _, key in ipairs(ngx.shared.wxmedia_locks:get_keys(0)) do
+    if key:find("^lock:") then locks[#locks + 1] = key end
+  end
+  answer({ keys = locks })
 end
 
 function _M.state()
   answer({ init_error = ngx.shared.test:get("init_error"),
-    init_worker_error = ngx.shared.test:get("init_worker_error") })
+    init_worker_error = ngx.shared.test:get("init_worker_error"),
+    tries = cjson.decode(ngx.shared.test:get("tries") or "null") })
+end
+
+-- The counters, as an operator's status location shows them (?format=json, else text).
+function _M.status()
+  ngx.header["Content-Type"] = ngx.var.arg_format == "json" and "application/json" or "text/plain"
+  ngx.print(client():status(ngx.var.arg_format))
 end
 
 return _M

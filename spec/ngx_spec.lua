@@ -19,6 +19,7 @@ local LOCATIONS = [[
     location = /get    { content_by_lua_block { require("ngx_app").get() } }
     location = /serve  { content_by_lua_block { require("ngx_app").serve() } }
     location = /reuse  { content_by_lua_block { require("ngx_app").reuse() } }
+    location = /status { content_by_lua_block { require("ngx_app").status() } }
     location = /upload {
       client_body_in_file_only clean;
       client_max_body_size 20m;
@@ -54,14 +55,15 @@ describe("wxmedia.ngx in nginx #once", function()
       for k, v in pairs(o) do if k ~= "from_env" then c[k] = v end end
       clients[name] = c
     end
-    local conf = assert(cjson.encode({ tmpdir = tmp, clients = clients }))
+    local conf = assert(cjson.encode({ tmpdir = tmp, clients = clients, tries = opts.tries }))
     local ngx = nginx_helper.start({
       workers = opts.workers or 4,
       reuseport = true,
       main = opts.main,
       env = opts.env,
       package_path = helper.root .. "/spec/?.lua;",
-      http = "  init_by_lua_block { require('ngx_app').init([==[" .. conf .. "]==]) }\n"
+      http = (opts.http or "") .. "\n"
+        .. "  init_by_lua_block { require('ngx_app').init([==[" .. conf .. "]==]) }\n"
         .. "  init_worker_by_lua_block { require('ngx_app').init_worker() }\n",
       server = LOCATIONS,
     })
@@ -314,6 +316,281 @@ describe("wxmedia.ngx in nginx #once", function()
     assert.equal("connect", up.details.kind)
     local _, locks = json(ngx:curl("/locks"))
     assert.same({}, locks.keys)
+  end)
+
+  -- n requests at once, each a background curl writing its answer (i.json), its HTTP status and
+  -- headers (i.head) and curl's exit status (i.rc, written last); returns their folder.
+  local function background(ngx, n, path, curl_args)
+    local dir = helper.tmpdir()
+    local cmds = {}
+    for i = 1, n do
+      local f = shell_quote(dir .. "/" .. i)
+      cmds[i] = ("(curl -s -D %s.head -o %s.json %s %s; echo $? > %s.rc.tmp; mv %s.rc.tmp %s.rc) "
+        .. ">/dev/null 2>&1 &"):format(f, f, curl_args or "", shell_quote(ngx.base_url .. path), f, f, f)
+    end
+    os.execute(table.concat(cmds, " "))
+    return dir
+  end
+
+  -- The answers of background(): { rc =, status =, headers =, doc = }, once every curl is done.
+  local function answers_of(dir, n, seconds)
+    wait_for(n .. " answers", function()
+      for i = 1, n do
+        if not helper.read(dir .. "/" .. i .. ".rc") then return false end
+      end
+      return true
+    end, seconds or 60)
+    local all = {}
+    for i = 1, n do
+      local head = helper.read(dir .. "/" .. i .. ".head") or ""
+      local headers = {}
+      for k, v in head:gmatch("([%w%-]+):%s*([^\r\n]*)") do headers[k:lower()] = v end
+      all[i] = { rc = tonumber(helper.read(dir .. "/" .. i .. ".rc")), headers = headers,
+        status = tonumber(head:match("^HTTP/%S+ (%d+)")),
+        doc = cjson.decode(helper.read(dir .. "/" .. i .. ".json") or "") or {} }
+    end
+    helper.rmtree(dir)
+    return all
+  end
+
+  local function alive(pid)
+    local stat = helper.read("/proc/" .. pid .. "/stat")
+    return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
+  end
+
+  -- The cause (see wxmedia/ngx/backend.lua): a worker that shuts down gracefully exits as soon as
+  -- no timer it must wait for is left, and a request waiting on ngx.run_worker_thread has none.
+  for _, signal in ipairs({ "HUP", "QUIT" }) do
+    it("answers every upload waiting on a worker thread through a graceful " .. signal
+      .. ", with no alert", function()
+      local ngx = start_nginx({ workers = 2, clients = { main = { thread_pool = "wxmedia" } } })
+      finally(function() ngx:stop() end)
+      local _, first = upload_via(ngx, "image.png")    -- the token, fetched before the load
+      assert.is_string(first.res.media_id)
+      local n = 8
+      emu:fault({ route = "upload", kind = "delay", seconds = 3, count = n })
+      local dir = background(ngx, n, "/upload?type=image&path=" .. helper.fixture("image.jpg"), "-X POST")
+      wait_for(n .. " uploads in flight", function()
+        local _, ping = json(ngx:curl("/ping"))
+        return ping and ping.uploading == n
+      end)
+      os.execute("sleep 1")
+      assert(os.execute("kill -" .. signal .. " " .. ngx.pid))
+      local answers = answers_of(dir, n)
+      local ok = 0
+      for _, a in ipairs(answers) do
+        if a.rc == 0 and a.status == 200 and a.doc.res and a.doc.res.media_id then ok = ok + 1 end
+      end
+      assert.equal(n, ok)
+      assert.equal(n + 1, #emu:requests("upload"))
+      if signal == "QUIT" then
+        wait_for("the master to exit", function() return not alive(ngx.pid) end)
+      else
+        wait_for("the old workers to exit", function()
+          local _, exits = ngx:error_log():gsub("%] %d+#%d+: exit\n", "")
+          return exits >= 2
+        end)
+      end
+      local log = ngx:error_log()
+      assert.matches("gracefully shutting down", log, 1, true)
+      assert.is_nil(log:find("[alert]", 1, true), "an alert in the error log:\n" .. log)
+    end)
+  end
+
+  -- The counters of the client named in the query (main by default), from its status location.
+  local function counters(ngx, query)
+    local status, doc = json(ngx:curl("/status?format=json" .. (query or "")))
+    assert.equal(200, status)
+    return doc
+  end
+
+  -- A JPEG of about 100 KB (the fixture and random trailing bytes), uploaded with curl: its media_id.
+  local function big_media(dir)
+    local path = helper.write(dir .. "/big.jpg", helper.read(helper.fixture("image.jpg"))
+      .. helper.sh("head -c 100000 /dev/urandom"))
+    local status, res = emu:upload_with_curl(emu:token(), "image", path)
+    assert.equal(200, status)
+    return res.media_id
+  end
+
+  -- POST an upload of image.jpg (query: "type=image" by default); returns status, headers, answer.
+  local function post_upload(ngx, query)
+    local dir = helper.tmpdir()
+    local url = ngx.base_url .. "/upload?" .. (query or "type=image") .. "&path="
+      .. helper.fixture("image.jpg")
+    helper.sh(("curl -s -D %s -o %s -X POST %s"):format(shell_quote(dir .. "/h"), shell_quote(dir .. "/b"),
+      shell_quote(url)))
+    local head, body = helper.read(dir .. "/h") or "", helper.read(dir .. "/b") or ""
+    helper.rmtree(dir)
+    local headers = {}
+    for k, v in head:gmatch("([%w%-]+):%s*([^\r\n]*)") do headers[k:lower()] = v end
+    return tonumber(head:match("^HTTP/%S+ (%d+)")), headers, cjson.decode(body) or {}
+  end
+
+  it("16 dripping downloads: each stops at its deadline, those without a thread fail fast as busy "
+    .. "(503, Retry-After, not retried), and an upload still gets through", function()
+    local ngx = start_nginx({ workers = 1, clients = {
+      main = { thread_pool = "wxmedia", max_threads = 8, slot_wait = 1, retries = 3 },
+      -- 100 KB at 2 KiB/s: 50 s, above the low-speed limit; the deadline is 5 s + 100 KB / 64 KiB/s
+      drip = { thread_pool = "wxmedia", max_threads = 8, slot_wait = 1, retries = 0, deadline_base = 5 },
+    } })
+    finally(function() ngx:stop() end)
+    local id = big_media(ngx.tmp)
+    emu:fault({ route = "get", kind = "drip", rate = 2048, count = 16 })
+    local dir = background(ngx, 16, "/get?client=drip&media_id=" .. id)
+    wait_for("8 transfers in the threads", function() return counters(ngx).threads_busy == 8 end)
+
+    -- meanwhile, an upload: 503 with Retry-After while the drips hold every thread, then through
+    local status, headers, doc
+    local refused = 0
+    for _ = 1, 60 do
+      status, headers, doc = post_upload(ngx)
+      if status ~= 503 then break end
+      refused = refused + 1
+      assert.equal("busy", doc.details.kind)
+      assert.equal(1, doc.details.attempts)      -- retries = 3, and no retry
+      assert.is_false(doc.details.retryable)
+      assert.equal(doc.details.retry_after, tonumber(headers["retry-after"]))
+      os.execute("sleep " .. doc.details.retry_after)
+    end
+    assert.equal(200, status)
+    assert.is_string(doc.res and doc.res.media_id, tostring(doc.err))
+    assert.is_true(refused >= 1, "the upload found a free thread while the drips ran")
+
+    local deadline, busy = 0, 0
+    for _, a in ipairs(answers_of(dir, 16)) do
+      local kind = a.doc.details and a.doc.details.kind
+      if kind == "timeout" and a.doc.err:find("took longer than its deadline", 1, true) then
+        deadline = deadline + 1
+      elseif kind == "busy" and a.status == 503 and a.headers["retry-after"] then
+        busy = busy + 1
+      else
+        error("an answer neither stopped at its deadline nor busy: " .. cjson.encode(a.doc))
+
+      end
+    end
+    assert.equal(8, deadline)
+    assert.equal(8, busy)
+    -- a busy transfer never reached WeChat (the emulator logs a drip once it sees the client gone)
+    wait_for("the emulator to log the 8 gets", function() return #emu:requests("get") >= 8 end)
+    assert.equal(8, #emu:requests("get"))
+    local c = counters(ngx)
+    assert.equal(0, c.threads_busy)
+    assert.equal(8, c.deadlines)
+    assert.equal(8 + refused, c.refused)
+  end)
+
+  it("stops the transfers whose HTTP clients went away (lua_check_client_abort on), freeing the threads",
+    function()
+    local ngx = start_nginx({ workers = 1, http = "  lua_check_client_abort on;", clients = {
+      main = { thread_pool = "wxmedia", max_threads = 8, slot_wait = 1, retries = 0, deadline_base = 300,
+        shared_dict = "wxmedia_tokens", lock_dict = "wxmedia_locks" } } })
+    finally(function() ngx:stop() end)
+    local id = big_media(ngx.tmp)
+    emu:fault({ route = "get", kind = "drip", rate = 2048, count = 8 })
+    -- each client gives up after 2 s of a download that would take 50 s
+    local answers = answers_of(background(ngx, 8, "/get?media_id=" .. id, "--max-time 2"), 8)
+    for _, a in ipairs(answers) do assert.equal(28, a.rc) end   -- curl's "timed out"
+    wait_for("the 8 transfers to stop", function()
+      local c = counters(ngx)
+      return c.threads_busy == 0 and c.aborts == 8
+    end, 20)
+    -- every thread is free: an upload goes through at once
+    local status, _, doc = post_upload(ngx)
+    assert.equal(200, status)
+    assert.is_string(doc.res.media_id)
+    local _, locks = json(ngx:curl("/locks"))
+    assert.same({}, locks.keys)
+    assert.is_nil(ngx:error_log():find("[alert]", 1, true))
+  end)
+
+  it("fails fast as busy the tasks that wait in nginx's own queue (a pool smaller than max_threads)",
+    function()
+    -- the helper's pool has 8 threads
+    local ngx = start_nginx({ workers = 1, clients = {
+      main = { thread_pool = "wxmedia", max_threads = 10, slot_wait = 1, retries = 0 } } })
+    finally(function() ngx:stop() end)
+    local _, first = upload_via(ngx, "image.png")    -- the token, fetched before the load
+    assert.is_string(first.res.media_id)
+    emu:fault({ route = "upload", kind = "delay", seconds = 3, count = 10 })
+    local ok, busy = 0, 0
+    local dir = background(ngx, 10, "/upload?type=image&path=" .. helper.fixture("image.jpg"), "-X POST")
+    for _, a in ipairs(answers_of(dir, 10)) do
+      if a.doc.res and a.doc.res.media_id then ok = ok + 1 end
+      if a.status == 503 and a.doc.err:find("in nginx's queue for a thread", 1, true) then busy = busy + 1 end
+    end
+    assert.equal(8, ok)
+    assert.equal(2, busy)
+    assert.equal(1 + 8, #emu:requests("upload"))
+    assert.equal(2, counters(ngx).queued)
+    assert.matches("%[warn%].-wxmedia: the task waited [%d.]+ s in nginx's queue for a thread: the "
+      .. "thread_pool has fewer threads than max_threads %(make them equal%)", ngx:error_log())
+  end)
+
+  it("counts for operators in a shared dict, across workers, shown like stub_status", function()
+    local ngx = start_nginx({ workers = 2, clients = { main = { thread_pool = "wxmedia", max_threads = 8,
+      retries = 1, shared_dict = "wxmedia_tokens", lock_dict = "wxmedia_locks" } } })
+    finally(function() ngx:stop() end)
+    emu:fault({ route = "upload", kind = "status", status = 503 })    -- one retry
+    for _ = 1, 3 do assert.is_string(select(2, upload_via(ngx, "image.jpg")).res.media_id) end
+    local status, text, ctype = ngx:curl("/status")
+    assert.equal(200, status)
+    assert.matches("^text/plain", ctype)
+    local busy, max, names, numbers = text:match("^Threads busy: (%d+) of (%d+)\n([%a_ ]+)\n ([%d ]+)\n$")
+    assert.is_string(names, text)
+    assert.equal("0", busy)
+    assert.equal("16", max)     -- max_threads x 2 workers
+    assert.equal("transfers waits refused queued deadlines aborts token_fetches retries", names)
+    local values = {}
+    for v in numbers:gmatch("%d+") do values[#values + 1] = tonumber(v) end
+    -- one token fetch, three uploads and one of them again
+    assert.same({ 5, 0, 0, 0, 0, 0, 1, 1 }, values)
+    assert.same({ threads_busy = 0, threads_max = 16, transfers = 5, waits = 0, refused = 0, queued = 0,
+      deadlines = 0, aborts = 0, token_fetches = 1, retries = 1 }, counters(ngx))
+  end)
+
+  it("refuses a max_threads nginx cannot give, and clients of one pool that disagree on it", function()
+    local ngx = start_nginx({ workers = 1, clients = { main = { thread_pool = "wxmedia", max_threads = 8 } },
+      tries = {
+        { access_token = "x", thread_pool = "big", max_threads = 12 },
+        { access_token = "x", thread_pool = "big", max_threads = 12, vm_pool_size = 16 },
+        { access_token = "x", thread_pool = "wxmedia", max_threads = 4 },
+        { access_token = "x", thread_pool = "other" },
+        { access_token = "x", thread_pool = "other2", slot_wait = -1 },
+        { access_token = "x", thread_pool = "other3", status_dict = "nope" },
+      } })
+    finally(function() ngx:stop() end)
+    local _, state = json(ngx:curl("/state"))
+    local tries = state.tries
+    assert.matches("bad option 'max_threads' to 'new' (12 is above lua_worker_thread_vm_pool_size, 10 by "
+      .. "default", tries[1], 1, true)
+    assert.equal("ok", tries[2])
+    assert.matches("thread pool wxmedia has max_threads = 8 from another client", tries[3], 1, true)
+    assert.equal("ok", tries[4])
+    assert.matches("bad option 'slot_wait' to 'new' (a number >= 0 expected)", tries[5], 1, true)
+    assert.matches("bad option 'status_dict' to 'new' (no lua_shared_dict named 'nope')", tries[6], 1, true)
+  end)
+
+  it("answers a failure with client:send_error: JSON and the status, 503 with Retry-After when busy",
+    function()
+    local ngx = start_nginx({ workers = 1, clients = { main = { thread_pool = "wxmedia", max_threads = 1,
+      slot_wait = 0, retries = 0 } } })
+    finally(function() ngx:stop() end)
+    local status, _, doc = post_upload(ngx, "send_error=1&type=nothing")
+    assert.equal(400, status)
+    assert.equal("input", doc.kind)
+    assert.matches("unknown media type 'nothing'", doc.error, 1, true)
+    assert.is_nil(doc.errcode)
+    emu:fault({ route = "stable_token", kind = "delay", seconds = 2 })
+    local dir = background(ngx, 1, "/upload?type=image&path=" .. helper.fixture("image.jpg"), "-X POST")
+    wait_for("the upload to take the thread", function() return counters(ngx).threads_busy == 1 end)
+    local headers
+    status, headers, doc = post_upload(ngx, "send_error=1&type=image")
+    assert.equal(503, status)
+    assert.equal("1", headers["retry-after"])
+    assert.equal("busy", doc.kind)
+    assert.matches("no worker thread of pool wxmedia was free within 0 s", doc.error, 1, true)
+    assert.is_string(answers_of(dir, 1)[1].doc.res.media_id)
   end)
 
   describe("(d) gives through the worker thread what plain Lua gives", function()

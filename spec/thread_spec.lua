@@ -60,6 +60,73 @@ describe("wxmedia.ngx.thread", function()
     assert.equal("connect", kind)
   end)
 
+  describe("watched", function()
+    local dir
+
+    before_each(function() dir = helper.tmpdir() end)
+    after_each(function() helper.rmtree(dir) end)
+
+    -- a JPEG of about 100 KB (the fixture and random trailing bytes), uploaded: its media_id
+    local function big_media(token)
+      local path = helper.write(dir .. "/big.jpg", helper.read(helper.fixture("image.jpg"))
+        .. helper.sh("head -c 100000 /dev/urandom"))
+      local status, res = emu:upload_with_curl(token, "image", path)
+      assert.equal(200, status)
+      return res.media_id
+    end
+
+    local WATCH = { deadline_base = 0.5, deadline_rate = 65536 }
+
+    it("stops a transfer at its deadline: base + bytes / rate", function()
+      local token = emu:token()
+      local id = big_media(token)
+      -- 100 KB at 2 KiB/s would take 50 s, above the low-speed limit all the while
+      emu:fault({ route = "get", kind = "drip", rate = 2048 })
+      local dest = dir .. "/got.jpg"
+      local called, res, msg, kind, stopped = thread.watched(opts, WATCH, "get", token, id, dest)
+      assert.is_true(called)
+      assert.is_nil(res)
+      assert.equal("timeout", kind)
+      assert.equal("deadline", stopped)
+      -- 0.5 s + 101980 bytes at 65536 bytes/s: 2 s
+      assert.matches("took longer than its deadline of 2 s %(0%.5 s %+ %d+ bytes at 65536 bytes/s%)", msg)
+      assert.is_nil(helper.read(dest))
+      assert.same({ "big.jpg" }, helper.ls(dir))
+    end)
+
+    it("passes a transfer within its deadline, and calls the caller's progress function", function()
+      local token = emu:token()
+      local id = big_media(token)
+      local calls = 0
+      local progress = function() calls = calls + 1 end
+      local get_opts = { progress = progress }
+      local called, res, msg = thread.watched(opts, WATCH, "get", token, id, dir .. "/got.jpg", get_opts)
+      assert.is_true(called)
+      assert.is_table(res, msg)
+      assert.equal(res.size, #helper.read(dir .. "/got.jpg"))
+      assert.is_true(calls > 0)
+      -- the caller's table is not changed
+      assert.same({ progress = progress }, get_opts)
+    end)
+
+    it("fails fast a task that waited in nginx's own queue longer than max_queue", function()
+      local watch = { deadline_base = 30, deadline_rate = 65536, max_queue = 1, queued_at = core.now() - 5 }
+      local called, res, msg, kind, stopped = thread.watched(opts, watch, "request", token_request())
+      assert.is_true(called)
+      assert.is_nil(res)
+      assert.equal("busy", kind)
+      assert.equal("queued", stopped)
+      assert.matches("waited 5.%d s in nginx's queue for a thread", msg)
+      assert.equal(0, #emu:requests())
+    end)
+
+    it("reports a watch without its deadline as misuse", function()
+      local called, msg = thread.watched(opts, {}, "request", token_request())
+      assert.is_false(called)
+      assert.matches("bad argument #2 to 'watched'", msg, 1, true)
+    end)
+  end)
+
   it("reports misuse as false and the error's message, without raising", function()
     local called, msg = thread.call(opts, "upload", nil, "image", "/x.jpg")
     assert.is_false(called)

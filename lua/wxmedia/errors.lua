@@ -12,7 +12,8 @@ local redact = require "wxmedia.redact"
 local _M = {}
 
 -- Every kind a call can report: what happened, and whether a later attempt may pass by default
--- (an api or http failure's own retryable flag depends on its errcode or status). The README's
+-- (an api or http failure's own retryable flag depends on its errcode or status); nginx = true for
+-- the kinds only wxmedia.ngx reports (the command line never meets them). The README's
 -- table of kinds is this one (spec/errors_spec.lua compares them, and greps the code for a kind
 -- that is not here).
 local KINDS = {
@@ -35,7 +36,12 @@ local KINDS = {
   blocked   = { retryable = false, meaning = "a URL from a server points to an address the client does not "
     .. "reach (loopback, private, link-local)" },
   aborted   = { retryable = false, meaning = "the progress function returned false" },
-  client_closed = { retryable = false, meaning = "nginx: the HTTP client of the request went away" },
+  client_closed = { retryable = false, nginx = true, meaning = "nginx: the HTTP client of the request went "
+    .. "away" },
+  -- not retried: another attempt would wait for a slot again, holding the request; the caller's
+  -- caller comes back after Retry-After instead
+  busy      = { retryable = false, nginx = true, meaning = "nginx: no worker thread was free within "
+    .. "slot_wait (answer 503 with Retry-After)" },
 }
 _M.KINDS = setmetatable({}, { __index = KINDS, __newindex = function() error("read-only table", 2) end })
 

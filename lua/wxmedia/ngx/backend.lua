@@ -5,12 +5,17 @@
 --   * without a thread pool, on the event loop itself: it works, but blocks the worker.
 -- The session options are the transport's (checked by the client): set in backend.session_opts
 -- once the client is made.
+local abort = require "wxmedia.ngx.abort"
 local phase = require "wxmedia.ngx.phase"
+local transport = require "wxmedia.transport"
 
 local ngx = ngx
+-- (lua-nginx-module 0.10.21+; luacheck's ngx_lua std predates it)
+local run_worker_thread = ngx.run_worker_thread -- luacheck: ignore 143
 local error, ipairs, pairs, pcall, require, select, tostring, type =
   error, ipairs, pairs, pcall, require, select, tostring, type
 local format = string.format
+local max = math.max
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 local _M = {}
@@ -47,10 +52,11 @@ end
 
 -- nginx gives each worker a pool of thread VMs (lua_worker_thread_vm_pool_size, 10 by default); a call
 -- made when all are taken fails at once with "no available Lua vm". So each worker lets at most
--- `max_threads` transfers into the pool and queues the others on a semaphore: a burst waits, it does
--- not fail. One semaphore per pool name and worker (module state is per worker).
+-- `max_threads` transfers into the pool and queues the others on a semaphore: a burst waits. But a
+-- wait for a slot is short (slot_wait): when every slot stays taken (slow transfers), the call fails
+-- fast with kind busy, which no retry repeats and the HTTP answer says with 503 and Retry-After. One
+-- semaphore per pool name and worker (module state is per worker).
 local semaphores = {}
-local SLOT_WAIT = 60
 
 local function slots(pool, size)
   local sema = semaphores[pool]
@@ -61,26 +67,97 @@ local function slots(pool, size)
   return sema
 end
 
--- A backend running each call in the thread pool `pool`, at most max_threads at once per worker.
-function _M.threads(pool, max_threads)
+-- Why a graceful reload or `nginx -s quit` dropped the requests waiting on a worker thread:
+-- a worker told to shut down closes its listening sockets and idle connections, then exits as soon
+-- as no timer it must wait for is left in its event loop (nginx's ngx_event_no_timers_left: only
+-- "cancelable" timers may remain). A request sleeping (ngx.sleep) or waiting on a cosocket or a
+-- semaphore has such a timer; a request waiting on ngx.run_worker_thread has none, since the
+-- thread's result comes back through the thread pool's notification, not through a timer. So the
+-- worker exited at once: its exit handlers wait for the running tasks, then it finds the client's
+-- connection still open ("[alert] open socket #N left in connection", "aborting") and exits without
+-- an answer, losing a media_id WeChat had already given.
+-- The fix uses the module's own design: while a call is in a worker thread, a light thread of the
+-- same request sleeps (one timer the exit path waits for); it is killed as soon as the call returns,
+-- so the old worker answers the request, then exits. Nothing wakes up meanwhile (the sleep is long).
+local KEEPER_SLEEP = 3600
+
+local function keep_worker_alive()
+  while true do ngx.sleep(KEEPER_SLEEP) end
+end
+
+local CLIENT_GONE = "the HTTP client went away before the transfer started"
+
+-- A task posted to the pool normally starts within microseconds; one that waited longer than
+-- slot_wait (and at least this, for a machine under load) was queued by nginx for lack of a thread.
+local QUEUE_GRACE = 1
+
+-- The counter each way a watched call can be stopped adds to.
+local STOPPED = { deadline = "deadlines", client = "aborts", queued = "queued" }
+
+local warned_queue = false
+
+-- One call in the thread pool, once a slot is held: returns the thread's values (called, res, msg,
+-- kind, stopped), or raises what ngx.run_worker_thread raised.
+local function run_in_thread(self, o, method, watch, args, n)
+  local keeper = ngx.thread.spawn(keep_worker_alive)
+  local pok, ok, called, res, msg, kind, stopped = pcall(run_worker_thread, o.pool, THREAD_MODULE,
+    "watched", self.session_opts, watch, method, unpack(args, 1, n))
+  ngx.thread.kill(keeper)
+  if not pok then error(ok, 0) end
+  if not ok then
+    if called == "no available Lua vm" then
+      return true, nil, format("no Lua VM free for thread pool %s: lua_worker_thread_vm_pool_size is below "
+        .. "max_threads (%d)", o.pool, o.max_threads), "busy", "queued"
+    end
+    -- "thread pool ... not found", a request abort: not WeChat's answer
+    return true, nil, "the worker thread failed: " .. tostring(called), "transfer"
+  end
+  return called, res, msg, kind, stopped
+end
+
+-- A backend running each call in the thread pool o.pool, at most o.max_threads at once per worker.
+-- o: { pool, max_threads, slot_wait, deadline_base, deadline_rate, status (wxmedia.ngx.status),
+--      flags (a lua_shared_dict for the abort flags, or nil), flags_name (its name) }
+function _M.threads(o)
   local backend = {}
   for _, method in ipairs(TRANSFERS) do
     backend[method] = function(self, ...)
       phase.check(method, 2)
+      local request = abort.request()
+      if request and request.closed then return nil, CLIENT_GONE, "client_closed" end
       local args, n = plain_args(...)
-      local sema = slots(pool, max_threads)
-      local got_slot, werr = sema:wait(SLOT_WAIT)
+      local status = o.status
+      local sema = slots(o.pool, o.max_threads)
+      if sema:count() <= 0 then status:incr("waits") end
+      local got_slot = sema:wait(o.slot_wait)
       if not got_slot then
-        return nil, format("no free slot in thread pool %s for %d s (%s)", pool, SLOT_WAIT, tostring(werr)),
-          "timeout"
+        status:incr("refused")
+        return nil, format("no worker thread of pool %s was free within %g s (%d per worker, all busy)",
+          o.pool, o.slot_wait, o.max_threads), "busy"
       end
-      local pok, ok, called, res, msg, kind = pcall(ngx.run_worker_thread, pool, THREAD_MODULE, "call",
-        self.session_opts, method, unpack(args, 1, n))
+      if request and request.closed then
+        sema:post(1)
+        return nil, CLIENT_GONE, "client_closed"
+      end
+      local core = transport.core()
+      local watch = { deadline_base = o.deadline_base, deadline_rate = o.deadline_rate,
+        max_queue = max(o.slot_wait, QUEUE_GRACE), queued_at = core and core.now(),
+        dict = request and o.flags_name, key = request and request.key }
+      if request then abort.started(request, o.flags) end
+      status:incr("busy")
+      status:incr("transfers")
+      if method == "request" then status:incr("token_fetches") end
+      local done, called, res, msg, kind, stopped = pcall(run_in_thread, self, o, method, watch, args, n)
+      status:incr("busy", -1)
       sema:post(1)
-      if not pok then error(ok, 0) end
-      if not ok then
-        -- "thread pool ... not found", a request abort: not WeChat's answer
-        return nil, "the worker thread failed: " .. tostring(called), "transfer"
+      if request then abort.finished(request) end
+      if not done then error(called, 0) end
+      if stopped then
+        status:incr(STOPPED[stopped])
+        if stopped == "queued" and not warned_queue then
+          warned_queue = true
+          ngx.log(ngx.WARN, "wxmedia: ", msg)
+        end
       end
       return finish(called, res, msg, kind)
     end
@@ -92,8 +169,11 @@ end
 -- per worker).
 local warned = false
 
-function _M.blocking()
+-- o: { deadline_base, deadline_rate, status }: the deadline applies here too (the flags cannot: the
+-- event loop, which would run ngx.on_abort, waits for the call).
+function _M.blocking(o)
   local backend = {}
+  local watch = { deadline_base = o.deadline_base, deadline_rate = o.deadline_rate }
   for _, method in ipairs(TRANSFERS) do
     backend[method] = function(self, ...)
       phase.check(method, 2)
@@ -102,7 +182,12 @@ function _M.blocking()
         ngx.log(ngx.WARN, "wxmedia: no thread_pool given, transfers are blocking this nginx worker's",
           " event loop; add `thread_pool NAME threads=N;` to nginx.conf and thread_pool = \"NAME\"")
       end
-      return finish(require(THREAD_MODULE).call(self.session_opts, method, ...))
+      o.status:incr("transfers")
+      if method == "request" then o.status:incr("token_fetches") end
+      local called, res, msg, kind, stopped = require(THREAD_MODULE).watched(self.session_opts, watch,
+        method, ...)
+      if stopped then o.status:incr(STOPPED[stopped]) end
+      return finish(called, res, msg, kind)
     end
   end
   return backend

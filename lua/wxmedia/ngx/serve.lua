@@ -1,10 +1,10 @@
 -- client:serve(media_id): answers the current request (content phase) with a media file. The file
 -- is downloaded in a worker thread to a temp file, sent with its Content-Type and Content-Length in
 -- 64 KiB chunks, then removed. When the download fails, the answer is a small JSON error, never a
--- file: 404 for a media_id WeChat does not know (40007), 400 for a request that cannot be valid,
--- 502 for anything upstream.
-local cjson = require "cjson.safe"
+-- file (wxmedia/ngx/reply.lua: 404 for a media_id WeChat does not know, 503 when no thread was free,
+-- 502 for anything upstream...).
 local errors = require "wxmedia.errors"
+local reply = require "wxmedia.ngx.reply"
 
 local ngx = ngx
 local error, pairs, pcall, tostring = error, pairs, pcall, tostring
@@ -20,24 +20,6 @@ local serve_seq = 0
 local function temp_path(dir)
   serve_seq = serve_seq + 1
   return format("%s/wxmedia-serve-%d-%d-%d", dir, ngx.worker.pid(), serve_seq, random(1e9))
-end
-
-local function status_for(details)
-  details = details or {}
-  if details.errcode == 40007 then return 404 end
-  if details.errcode == 41006 or details.kind == "input" then return 400 end
-  if details.kind == "io" or details.kind == "config" then return 500 end
-  return 502
-end
-
-local function send_error(status, message, details)
-  details = details or {}
-  ngx.status = status
-  ngx.header["Content-Type"] = "application/json"
-  ngx.header["Content-Length"] = nil
-  ngx.header["Content-Disposition"] = nil
-  ngx.header["Cache-Control"] = "no-store"
-  ngx.print(cjson.encode({ error = message, kind = details.kind, errcode = details.errcode }))
 end
 
 -- Streams the downloaded file. Reading a file that was just written comes from the page cache,
@@ -99,11 +81,11 @@ function _M.serve(client, media_id, opts, tmpdir)
   remove(path)
   if not ok then error(sent, 0) end
   if not got then
-    send_error(status_for(details), msg, details)
+    reply.send_error(msg, details)
     return nil, msg, details
   end
   if not sent then
-    if not ngx.headers_sent then send_error(status_for(sdetails), serr, sdetails) end
+    if not ngx.headers_sent then reply.send_error(serr, sdetails) end
     return nil, serr, sdetails
   end
   return true
