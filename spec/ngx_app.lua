@@ -66,6 +66,39 @@ function _M.upload()
   answer({ res = res, err = err, details = details, pid = ngx.worker.pid() })
 end
 
+-- The file at arg path uploaded in the form arg form: "data" (bytes in memory), "handle" (an open
+-- Lua file handle) or "reader" (a function with the size); with arg check=1, through client:check's
+-- table. A handle and a reader cannot cross into a worker thread themselves.
+function _M.upload_form()
+  local c, mtype, form = client(), ngx.var.arg_type or "image", ngx.var.arg_form
+  if form == "transport" then
+    -- below the client: a reader handed to the thread backend itself
+    local ok, err = pcall(c.client.transport.upload, c.client.transport, "token", mtype,
+      { reader = function() end, size = 3 }, {})
+    return answer({ raised = not ok and tostring(err) or nil })
+  end
+  local f = assert(io.open(ngx.var.arg_path, "rb"))
+  local file
+  if form == "data" then
+    file = { data = f:read("*a"), filename = "in-memory.jpg" }
+  elseif form == "handle" then
+    file = { file = f, filename = "handle.jpg" }
+  else
+    local size = f:seek("end")
+    f:seek("set")
+    file = { file = function(n) return f:read(n) end, size = size, filename = "reader.jpg" }
+  end
+  local ok, res, err, details = true, nil, nil, nil
+  if ngx.var.arg_check == "1" then
+    res, err, details = c:check(mtype, file)
+    file = res
+  end
+  if file then ok, res, err, details = pcall(c.upload, c, mtype, file) end
+  f:close()
+  if not ok then return answer({ raised = tostring(res) }) end
+  answer({ res = res, err = err, details = details })
+end
+
 -- Starts an upload in a timer (no request around it); /timer_result shows how it ended.
 function _M.timer()
   local c, mtype, path = client(), ngx.var.arg_type or "image", ngx.var.arg_path

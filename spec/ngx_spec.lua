@@ -19,6 +19,7 @@ local LOCATIONS = [[
     location = /get    { content_by_lua_block { require("ngx_app").get() } }
     location = /serve  { content_by_lua_block { require("ngx_app").serve() } }
     location = /reuse  { content_by_lua_block { require("ngx_app").reuse() } }
+    location = /upload_form { content_by_lua_block { require("ngx_app").upload_form() } }
     location = /status { content_by_lua_block { require("ngx_app").status() } }
     location = /upload {
       client_body_in_file_only clean;
@@ -221,6 +222,34 @@ describe("wxmedia.ngx in nginx #once", function()
     end
     -- each thread VM keeps its session, so its connection to WeChat: far fewer than one per upload
     assert.is_true(nconn <= 100, nconn .. " connections for 200 uploads")
+  end)
+
+  it("uploads from memory, a file handle and a reader through the worker threads, bytes intact", function()
+    local ngx = start_nginx({ workers = 1, clients = { main = { thread_pool = "wxmedia" } } })
+    finally(function() ngx:stop() end)
+    local jpg = helper.read(helper.fixture("image.jpg"))
+    local token = emu:token()
+    for _, form in ipairs({ "data", "handle", "reader", "handle&check=1", "reader&check=1" }) do
+      local status, doc = json(ngx:curl("/upload_form?form=" .. form .. "&path=" .. helper.fixture("image.jpg")))
+      assert.equal(200, status)
+      assert.is_nil(doc.raised, form)
+      assert.is_string(doc.res and doc.res.media_id, form .. ": " .. tostring(doc.err))
+      local _, body = helper.curl(shell_quote(emu.base_url .. "/cgi-bin/media/get?access_token=" .. token
+        .. "&media_id=" .. doc.res.media_id))
+      assert.equal(jpg, body, form)
+    end
+    local names = {}
+    for i, e in ipairs(emu:requests("upload")) do names[i] = e.filename end
+    assert.same({ "in-memory.jpg", "handle.jpg", "reader.jpg", "handle.jpg", "reader.jpg" }, names)
+    -- a bad one is refused in the request with the form's name, as in plain Lua
+    local _, doc = json(ngx:curl("/upload_form?type=thumb&form=reader&path=" .. helper.fixture("image.png")))
+    assert.equal("cannot upload the reader 'reader.jpg' as thumb: it is a PNG file; thumb takes JPEG", doc.err)
+    assert.equal(5, #emu:requests("upload"))
+    -- a reader handed to the thread backend directly is refused with the reason
+    _, doc = json(ngx:curl("/upload_form?form=transport"))
+    assert.matches("an upload's reader cannot cross into a worker thread (only plain data does)", doc.raised, 1,
+      true)
+    assert.equal(5, #emu:requests("upload"))
   end)
 
   it("uploads a file once for all workers with media_id, the records in the shared dict", function()

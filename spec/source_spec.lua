@@ -95,6 +95,23 @@ describe("wxmedia upload from memory, a file handle or a reader", function()
       assert.equal(0, uploads())
     end)
 
+    it("are named in messages by their name field, which is never sent as the filename", function()
+      local c = client()
+      local res, msg = c:upload("image", { data = "plain text", name = "the request body" })
+      assert.is_nil(res)
+      assert.equal("cannot upload the request body as image: it is not a format WeChat accepts; image takes "
+        .. "JPEG, PNG or GIF", msg)
+      assert.equal("cannot upload the request body: it is empty",
+        select(2, c:upload("image", { data = "", name = "the request body", filename = "x.jpg" })))
+      assert.equal(0, uploads())
+      assert(c:upload("image", { data = png, name = "the request body" }))
+      assert.equal("media.png", emu:requests("upload")[1].filename)
+      assert.has_error(function() c:upload("image", { data = png, name = "" }) end,
+        "bad argument #2 to 'upload' (field 'name' is empty)")
+      assert.has_error(function() c:upload("image", { data = png, name = 5 }) end,
+        "bad argument #2 to 'upload' (field 'name': string expected, got number)")
+    end)
+
     it("are resent whole on a retry and on a replay with a new token", function()
       local c = client()
       emu:fault{ route = "upload", kind = "status", status = 503, count = 1 }

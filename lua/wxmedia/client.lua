@@ -241,6 +241,13 @@ function _M.upload(self, mtype, file, opts)
     file, msg, details = source.check(mtype, file, { limits = p.limits, stat = transport.stat })
     if not file then return nil, msg, details end
   end
+  -- a backend in another Lua VM takes no reader: a file handle's or a reader's bytes are read into
+  -- memory here, once (at most the type's limit, which check enforced), as media_id reads them
+  if not self.transport:takes_readers() then
+    local msg, details
+    file, msg, details = source.spool(file)
+    if not file then return nil, msg, details end
+  end
   local send = { filename = file.filename, content_type = file.content_type, progress = p.progress,
     size = file.size }
   return retry.run(p, attempt_with_token, self, "cannot upload " .. source.name(file), upload_exchange,

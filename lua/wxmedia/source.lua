@@ -5,6 +5,8 @@
 --                                                   position to its end (size needed for a pipe)
 --   { file = reader, size = N [, filename = …] }    a function(n) giving the next bytes: a string,
 --                                                   nil or "" at the end, nil and a message on error
+-- The last three take name = what messages call the bytes ("the request body"), when "the data",
+-- "the file handle" or "the reader" would not tell the person who reads them where the bytes came from.
 -- Whatever the form, the bytes are checked as a file's are (media.judge) and sent with their length,
 -- never chunked. A seekable handle is read from the same position at every attempt. A reader (or a
 -- pipe) is read once: check keeps the first bytes it read, to send them first, and a failure once
@@ -19,7 +21,8 @@ local media = require "wxmedia.media"
 
 local _M = {}
 
-local FIELDS = { data = "string", file = "file handle or function", size = "number", filename = "string" }
+local FIELDS = { data = "string", file = "file handle or function", size = "number", filename = "string",
+  name = "string" }
 
 -- The tables check returned, by weak key (a checked table lives as long as its caller keeps it):
 -- checked[t] = { form = "path"|"data"|"seekable"|"once", what = its name in "cannot upload <what>",
@@ -73,6 +76,7 @@ function _M.check_arg(n, fname, v, level)
       bad(n, fname, format("field '%s': %s expected, got %s", k, expected, got), level)
     end
   end
+  if v.name == "" then bad(n, fname, "field 'name' is empty", level) end
   if (v.data == nil) == (v.file == nil) then
     bad(n, fname, "a table with data = bytes, or with file = a file handle or a reader, expected", level)
   end
@@ -134,8 +138,8 @@ function _M.check(mtype, v, opts)
   if type(v) == "string" then return media.check(mtype, v, opts) end
   local limits = opts and opts.limits
   local shape = v.data and "data" or shape_of(v.file) == "file handle" and "file handle" or "reader"
-  local state = { what = v.filename or ("the " .. shape),
-    label = "the " .. shape .. (v.filename and (" '" .. v.filename .. "'") or "") }
+  local state = { what = v.name or v.filename or ("the " .. shape),
+    label = v.name or ("the " .. shape .. (v.filename and (" '" .. v.filename .. "'") or "")) }
   if shape == "data" then
     state.form = "data"
     return judged(mtype, v, #v.data, v.data:sub(1, media.SNIFF_BYTES), limits, state)

@@ -106,6 +106,13 @@ function Transport.options(self)
   return self.session_opts
 end
 
+-- Can an upload's body be a reader (a function)? Not when the backend runs each call in another Lua
+-- VM (nginx's worker threads, which say so with plain_data_only), where only plain data crosses.
+function Transport.takes_readers(self)
+  local b = self.backend
+  return not (type(b) == "table" and b.plain_data_only == true)
+end
+
 -- The backend, made on first use: a session of the core.
 local function backend(self)
   local b = self.backend

@@ -115,14 +115,25 @@ local function run_in_thread(self, o, method, watch, args, n)
   return called, res, msg, kind, stopped
 end
 
+-- An upload body with a reader would reach the thread without it (plain() drops functions), and the
+-- core would raise about a body it cannot read: say what happened instead.
+local function refuse_reader(_, _, body)
+  if type(body) == "table" and body.reader ~= nil then
+    error("wxmedia.ngx: an upload's reader cannot cross into a worker thread (only plain data does): "
+      .. "upload through the client, which reads it into memory first, or pass { data = bytes }", 3)
+  end
+end
+
 -- A backend running each call in the thread pool o.pool, at most o.max_threads at once per worker.
 -- o: { pool, max_threads, slot_wait, deadline_base, deadline_rate, status (wxmedia.ngx.status),
 --      flags (a lua_shared_dict for the abort flags, or nil), flags_name (its name) }
 function _M.threads(o)
-  local backend = {}
+  -- the client reads a file handle or a reader into memory before it calls us (transport.takes_readers)
+  local backend = { plain_data_only = true }
   for _, method in ipairs(TRANSFERS) do
     backend[method] = function(self, ...)
       phase.check(method, 2)
+      if method == "upload" then refuse_reader(...) end
       local request = abort.request()
       if request and request.closed then return nil, CLIENT_GONE, "client_closed" end
       local args, n = plain_args(...)
