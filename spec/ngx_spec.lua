@@ -230,7 +230,8 @@ describe("wxmedia.ngx in nginx #once", function()
     local jpg = helper.read(helper.fixture("image.jpg"))
     local token = emu:token()
     for _, form in ipairs({ "data", "handle", "reader", "handle&check=1", "reader&check=1" }) do
-      local status, doc = json(ngx:curl("/upload_form?form=" .. form .. "&path=" .. helper.fixture("image.jpg")))
+      local status, doc = json(ngx:curl("/upload_form?form=" .. form .. "&path="
+        .. helper.fixture("image.jpg")))
       assert.equal(200, status)
       assert.is_nil(doc.raised, form)
       assert.is_string(doc.res and doc.res.media_id, form .. ": " .. tostring(doc.err))
@@ -243,12 +244,13 @@ describe("wxmedia.ngx in nginx #once", function()
     assert.same({ "in-memory.jpg", "handle.jpg", "reader.jpg", "handle.jpg", "reader.jpg" }, names)
     -- a bad one is refused in the request with the form's name, as in plain Lua
     local _, doc = json(ngx:curl("/upload_form?type=thumb&form=reader&path=" .. helper.fixture("image.png")))
-    assert.equal("cannot upload the reader 'reader.jpg' as thumb: it is a PNG file; thumb takes JPEG", doc.err)
+    assert.equal("cannot upload the reader 'reader.jpg' as thumb: it is a PNG file; thumb takes JPEG",
+      doc.err)
     assert.equal(5, #emu:requests("upload"))
     -- a reader handed to the thread backend directly is refused with the reason
     _, doc = json(ngx:curl("/upload_form?form=transport"))
-    assert.matches("an upload's reader cannot cross into a worker thread (only plain data does)", doc.raised, 1,
-      true)
+    assert.matches("an upload's reader cannot cross into a worker thread (only plain data does)",
+      doc.raised, 1, true)
     assert.equal(5, #emu:requests("upload"))
   end)
 

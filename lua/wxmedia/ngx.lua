@@ -11,16 +11,21 @@
 --   * a graceful reload or quit waits for the transfers in flight (wxmedia/ngx/backend.lua says why
 --     it did not).
 -- Plus client:serve(media_id) to answer a request with a media file (wxmedia/ngx/serve.lua),
+-- client:upload_request(type) to upload the request's body and answer with JSON
+-- (wxmedia/ngx/upload_request.lua), wxmedia.ngx.callback{} for an account's callback URL
+-- (wxmedia/ngx/callback.lua),
 -- client:send_error(err, details) to answer a failure the same way (wxmedia/ngx/reply.lua), and
 -- client:status() for operators (wxmedia/ngx/status.lua).
 --
 -- Only this module and wxmedia/ngx/ touch `ngx`; `require "wxmedia"` stays plain Lua.
 local abort = require "wxmedia.ngx.abort"
 local backend_mod = require "wxmedia.ngx.backend"
+local callback = require "wxmedia.ngx.callback"
 local phase = require "wxmedia.ngx.phase"
 local reply = require "wxmedia.ngx.reply"
 local serve = require "wxmedia.ngx.serve"
 local status_mod = require "wxmedia.ngx.status"
+local upload_request = require "wxmedia.ngx.upload_request"
 local store = require "wxmedia.store"
 local client_mod = require "wxmedia.client"
 
@@ -124,6 +129,12 @@ function _M.shared_store(dict, opts)
   return store.shared_dict(dict, opts)
 end
 
+-- syntax: cb = wxmedia.ngx.callback{ token =, client =, on_message =, dedup_dict = [, budget = 4] }
+-- An account's callback URL: cb:handle() in its location answers WeChat within the budget, with the
+-- passive reply when its media_id is ready by then, else "success" and a customer-service message
+-- later (see wxmedia/ngx/callback.lua).
+_M.callback = callback.new
+
 -- syntax: wxmedia.ngx.client_aborted()
 -- From a request's own ngx.on_abort handler: stops the request's transfers (see wxmedia/ngx/abort.lua).
 _M.client_aborted = abort.client_aborted
@@ -215,6 +226,9 @@ _M.token = method("token")
 -- the first time runs on the event loop, about 5 ms per MB)
 _M.media_id = method("media_id")
 
+-- client:send(openid, message [, opts]) -> true | nil, message, details (a customer-service message)
+_M.send = method("send")
+
 -- client:check(type, path [, opts]) and client:forget(media_id) touch no network.
 function _M.check(self, ...) return self.client:check(...) end
 function _M.forget(self, ...) return self.client:forget(...) end
@@ -240,6 +254,31 @@ function _M.send_error(_, err, details)
     error("wxmedia: send_error answers the request, whose headers were already sent", 2)
   end
   reply.send_error(err, details)
+end
+
+-- The current request answers with JSON: it must be the content phase, before any header is sent.
+local function answering(fname)
+  if ngx.get_phase() ~= "content" then
+    error("wxmedia: " .. fname .. " answers the request, so it runs in the content phase, not "
+      .. tostring(ngx.get_phase()), 3)
+  end
+  if ngx.headers_sent then
+    error("wxmedia: " .. fname .. " answers the request, whose headers were already sent", 3)
+  end
+end
+
+-- syntax: res, err, details = client:upload_request(type [, opts])   (content phase)
+-- Uploads the request's body (the file itself, as curl --data-binary sends it) and answers the
+-- request: 200 with upload's result as JSON, 415 for a multipart form, else as send_error does.
+function _M.upload_request(self, mtype, opts)
+  if type(mtype) ~= "string" then
+    error("bad argument #1 to 'upload_request' (string expected, got " .. type(mtype) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'upload_request' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  answering("upload_request")
+  return upload_request.upload_request(self, mtype, opts)
 end
 
 -- client:serve(media_id [, opts]) answers the current request (content phase) with the media file.

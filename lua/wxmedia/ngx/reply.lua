@@ -23,18 +23,27 @@ function _M.status_for(details)
   return 502
 end
 
--- Answers the current request (before its headers are sent) with the failure.
-function _M.send_error(message, details)
-  details = details or {}
-  local status = _M.status_for(details)
+-- Answers the current request (before its headers are sent) with a JSON document.
+function _M.send_json(status, doc)
   ngx.status = status
-  if status == 499 then return end
   ngx.header["Content-Type"] = "application/json"
   ngx.header["Content-Length"] = nil
   ngx.header["Content-Disposition"] = nil
   ngx.header["Cache-Control"] = "no-store"
+  ngx.print(cjson.encode(doc))
+end
+
+-- Answers the current request (before its headers are sent) with the failure; status, when given,
+-- in place of the one status_for chooses (a 415 for a body of the wrong kind).
+function _M.send_error(message, details, status)
+  details = details or {}
+  status = status or _M.status_for(details)
+  if status == 499 then
+    ngx.status = status
+    return
+  end
   if details.retry_after then ngx.header["Retry-After"] = details.retry_after end
-  ngx.print(cjson.encode({ error = message, kind = details.kind, errcode = details.errcode }))
+  _M.send_json(status, { error = message, kind = details.kind, errcode = details.errcode })
 end
 
 return _M
