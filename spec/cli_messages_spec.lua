@@ -25,7 +25,7 @@ describe("wxmedia command messages", function()
 
   -- { argv, exit status, the exact stderr }
   local USAGE = {
-    { {}, 2, "wxmedia: no command given: upload, get or token\n" .. TRY },
+    { {}, 2, "wxmedia: no command given: upload, get, send or token\n" .. TRY },
     { { "frobnicate" }, 2, "wxmedia: unknown command 'frobnicate'\n" .. TRY },
     { { "uplaod", "image", "a.jpg" }, 2, "wxmedia: unknown command 'uplaod'; did you mean 'upload'?\n" .. TRY },
     { { "--jsno", "token" }, 2, "wxmedia: unknown option '--jsno'; did you mean '--json'?\n" .. TRY },
@@ -42,7 +42,7 @@ describe("wxmedia command messages", function()
     { { "upload", "image", "a.jpg", "-o", "x" }, 2, "wxmedia: option '-o' is for get only\n" .. try("upload") },
     { { "get" }, 2, "wxmedia: get needs one MEDIA_ID, not 0\n" .. try("get") },
     { { "get", "a", "b" }, 2, "wxmedia: get needs one MEDIA_ID, not 2\n" .. try("get") },
-    { { "get", "--reuse", "x" }, 2, "wxmedia: option '--reuse' is for upload only\n" .. try("get") },
+    { { "get", "--reuse", "x" }, 2, "wxmedia: option '--reuse' is for upload and send only\n" .. try("get") },
     { { "get", "ID", "-o", "-", "--json" }, 2,
       "wxmedia: '-o -' writes the medium to standard output: it cannot be used with --json\n" .. try("get") },
     { { "token", "extra" }, 2, "wxmedia: token takes no arguments\n" .. try("token") },

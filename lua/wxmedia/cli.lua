@@ -1,7 +1,7 @@
 -- The wxmedia command line: one run of the command, from argv to the exit status. The parts live
 -- in wxmedia/cli/: args (parsing), help (the manual), progress (the bar), output (stdout checked,
 -- text from servers made printable), spool (a private temp folder that never outlives the run),
--- commands (upload, get, token). bin/wxmedia only calls main(), so everything can be tested
+-- commands (upload, get, send, token). bin/wxmedia only calls main(), so everything can be tested
 -- in-process.
 -- Plain Lua 5.1 syntax on purpose: LuaRocks installs the command for whichever Lua it builds for.
 local args = require "wxmedia.cli.args"

@@ -26,6 +26,11 @@ local TYPES = {
       music_url = "musicurl", hq_music_url = "hqmusicurl" } },
 }
 
+-- Is s an openid as WeChat makes them (letters, digits, '-' and '_'; 28 characters today)?
+function _M.is_openid(s)
+  return type(s) == "string" and #s <= 128 and s:match("^[%w_%-]+$") ~= nil
+end
+
 local function type_list()
   return concat(_M.types, ", ")
 end
@@ -34,7 +39,7 @@ end
 -- cannot be valid: an unknown type, a missing or misspelt field, a media_id that is not one.
 function _M.body(openid, message, fname, level)
   level = (level or 1) + 1
-  if type(openid) ~= "string" or not openid:match("^[%w_%-]+$") or #openid > 128 then
+  if not _M.is_openid(openid) then
     error(format("bad argument #1 to '%s' (an openid expected, got %s)", fname,
       type(openid) == "string" and ("'" .. openid .. "'") or type(openid)), level)
   end

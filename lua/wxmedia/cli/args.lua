@@ -4,6 +4,7 @@
 -- Plain Lua 5.1 syntax on purpose: LuaRocks installs the command for whichever Lua it builds for.
 local config = require "wxmedia.config"
 local media = require "wxmedia.media"
+local message = require "wxmedia.message"
 
 local math, pairs, table, tonumber = math, pairs, table, tonumber
 local format = string.format
@@ -20,7 +21,11 @@ local FLAG_OPTIONS = {
   ["--json"] = "json", ["--no-progress"] = "no_progress", ["--reuse"] = "reuse",
   ["--help"] = "help", ["-h"] = "help", ["--version"] = "version",
 }
-_M.COMMANDS = { "upload", "get", "token", "help" }
+_M.COMMANDS = { "upload", "get", "send", "token", "help" }
+
+-- The message types `send` takes: text, and those whose medium is a file (music needs URLs and a
+-- thumb's media_id: it is sent from Lua).
+_M.SEND_TYPES = { "image", "text", "video", "voice" }
 
 local function sorted_keys(t)
   local names = {}
@@ -52,9 +57,12 @@ local function is_command(word)
 end
 
 -- "image, thumb, video or voice"
-local function type_list()
-  local names = sorted_keys(media.types)
+local function one_of(names)
   return table.concat(names, ", ", 1, #names - 1) .. " or " .. names[#names]
+end
+
+local function type_list()
+  return one_of(sorted_keys(media.types))
 end
 
 -- Reads the options out of argv: opts and the other words, or nil, message.
@@ -93,6 +101,27 @@ local function split(argv)
   return opts, words
 end
 
+local function check_send(opts)
+  local args = opts.args
+  if #args ~= 3 then
+    return format("send needs an OPENID, a TYPE and a FILE (or the TEXT of a text message), not %d words",
+      #args)
+  end
+  local openid, mtype = args[1], args[2]
+  if not message.is_openid(openid) then
+    return format("'%s' is not an openid (letters, digits, '-' and '_')", openid)
+  end
+  local known = false
+  for _, t in pairs(_M.SEND_TYPES) do
+    if t == mtype then known = true end
+  end
+  if not known then
+    return format("unknown message type %s (%s)", named(mtype, _M.SEND_TYPES), one_of(_M.SEND_TYPES))
+  end
+  if args[3] == "" then return mtype == "text" and "the TEXT is empty" or "the FILE name is empty" end
+  return nil
+end
+
 -- The checks of each command's arguments: nil, or a message.
 local function check_words(opts)
   local n, command = #opts.args, opts.command
@@ -110,6 +139,8 @@ local function check_words(opts)
   elseif command == "get" then
     if n ~= 1 then return format("get needs one MEDIA_ID, not %d", n) end
     if opts.args[1] == "" then return "the MEDIA_ID is empty" end
+  elseif command == "send" then
+    return check_send(opts)
   elseif command == "token" and n ~= 0 then
     return "token takes no arguments"
   end
@@ -118,7 +149,9 @@ end
 
 local function check_options(opts)
   if opts.output and opts.command ~= "get" then return "option '-o' is for get only" end
-  if opts.reuse and opts.command ~= "upload" then return "option '--reuse' is for upload only" end
+  if opts.reuse and opts.command ~= "upload" and opts.command ~= "send" then
+    return "option '--reuse' is for upload and send only"
+  end
   if opts.store == "" then return "option '--store' needs a file name" end
   if opts.output == "" then return "option '-o' needs a file name" end
   if opts.output == "-" and opts.json then
@@ -165,7 +198,7 @@ function _M.parse(argv)
   end
   if opts.version then return opts end
 
-  if not command then return nil, "no command given: upload, get or token" end
+  if not command then return nil, "no command given: upload, get, send or token" end
   if not is_command(command) then return nil, "unknown command " .. named(command, _M.COMMANDS) end
   opts.command = command
   for k = 2, #words do opts.args[#opts.args + 1] = words[k] end

@@ -1,4 +1,4 @@
--- The command line's commands: upload, get, token. Each is a function of the run (wxmedia.cli's
+-- The command line's commands: upload, get, send, token. Each is a function of the run (wxmedia.cli's
 -- Run: its options, its client, say and fail) and returns the exit status.
 -- Plain Lua 5.1 syntax on purpose: LuaRocks installs the command for whichever Lua it builds for.
 local media = require "wxmedia.media"
@@ -183,6 +183,41 @@ function _M.get(run)
   if not got then return run:failure("get", media_id, err, details, { media_id = media_id }) end
   run:say({ media_id = media_id, path = got.path, size = got.size, content_type = got.content_type,
             filename = got.filename, video_url = got.video_url }, got.path)
+  return run.EXIT.ok
+end
+
+-- send OPENID TYPE FILE|TEXT: a customer-service message. A medium is uploaded first (its recorded
+-- media_id reused with --reuse), as upload does; the media_id is printed as upload prints it, even
+-- when the message then fails: with --reuse, trying again uploads nothing.
+function _M.send(run)
+  local openid, mtype, what = run.opts.args[1], run.opts.args[2], run.opts.args[3]
+  local message = { type = mtype }
+  local res
+  if mtype == "text" then
+    message.content = what
+  else
+    local err, details
+    res, err, details = upload_one(run, mtype, what)
+    if not res then
+      return run:failure("upload", what == "-" and STDIN or what, err, details,
+        { openid = openid, type = mtype, file = what })
+    end
+    message.media_id = res.media_id
+  end
+  local line = res and output.printable(res.media_id)
+  if line and run.opts.reuse then line = line .. "  " .. (res.reused and "reused" or "uploaded") end
+  local sent, err, details = run.client:send(openid, message)
+  if not sent then
+    if line and not run.opts.json then run.out.write(line, "\n") end
+    return run:failure("send a message to", openid, err, details,
+      { openid = openid, type = mtype, file = res and what or nil, media_id = res and res.media_id })
+  end
+  if run.opts.json then
+    run:say({ openid = openid, type = mtype, file = res and what or nil, media_id = res and res.media_id,
+      reused = res and res.reused, sent = true })
+  elseif line then
+    run:say(nil, line)
+  end
   return run.EXIT.ok
 end
 

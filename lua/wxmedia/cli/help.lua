@@ -7,19 +7,22 @@ local _M = {}
 
 _M.text = [[
 NAME
-    wxmedia - upload and download WeChat temporary media
+    wxmedia - upload and download WeChat temporary media, and send them
 
 SYNOPSIS
     wxmedia [OPTIONS] upload TYPE FILE...
     wxmedia [OPTIONS] get MEDIA_ID [-o FILE]
+    wxmedia [OPTIONS] send OPENID TYPE FILE
+    wxmedia [OPTIONS] send OPENID text TEXT
     wxmedia [OPTIONS] token
     wxmedia help [COMMAND] | --help | --version
 
 DESCRIPTION
     wxmedia talks to the WeChat Official Account temporary media API
-    (cgi-bin/media/upload and cgi-bin/media/get). It fetches and caches
-    the access_token itself, retries what is worth retrying, and checks
-    every file before sending it.
+    (cgi-bin/media/upload and cgi-bin/media/get) and sends customer-
+    service messages (cgi-bin/message/custom/send). It fetches and
+    caches the access_token itself, retries what is worth retrying, and
+    checks every file before sending it.
 
     upload TYPE FILE...
         Uploads each FILE as TYPE: image (JPEG, PNG, GIF), voice (AMR,
@@ -60,6 +63,22 @@ DESCRIPTION
         kept meanwhile in a private temp folder under $TMPDIR, which is
         removed however the command ends (a closed pipe, a signal).
 
+    send OPENID TYPE FILE
+        Uploads FILE as TYPE (image, voice or video), as upload does,
+        then sends it to the user OPENID as a customer-service message,
+        and prints its media_id (followed by "reused" or "uploaded" with
+        --reuse, which does not send a FILE uploaded before again). The
+        media_id is printed even when the message then fails (with
+        --reuse, trying again uploads nothing). FILE may be - (standard
+        input). WeChat delivers a message only to a user who
+        wrote to the account in the last 48 hours (errcode 45015), and
+        at most 5 per message of theirs (45047); a failed message is not
+        retried once it may have reached WeChat (it could arrive twice).
+
+    send OPENID text TEXT
+        Sends the user OPENID the text TEXT; prints nothing. A TEXT
+        beginning with - goes after --.
+
     token
         Prints the access_token. This is the only command that ever
         prints a token; errors and other output never contain one.
@@ -89,7 +108,8 @@ OPTIONS
                          failed item gives {"file" or "media_id", "error":
                          {"message", "kind", "errcode"}}; warnings and
                          errors still go to stderr
-    --reuse              upload: reuse media_ids recorded in the store
+    --reuse              upload, send: reuse media_ids recorded in the
+                         store
     --store FILE         keep access_tokens (and --reuse records) in FILE,
                          shared by every run (default with --reuse:
                          $XDG_CACHE_HOME/wxmedia/store.json, else
@@ -122,7 +142,9 @@ EXIT STATUS
     2   bad input: a usage error, no credentials, a bad base URL, a file
         that cannot be read or sent as TYPE, a destination that exists
         (get without -o) or cannot be one (a directory)
-    3   WeChat refused: an errcode from the API, or bad credentials
+    3   WeChat refused: an errcode from the API (for send: 45015, the
+        user has not written in 48 hours; 45047, too many messages;
+        40003, not a user of the account), or bad credentials
     4   network failure: no connection, timeout, TLS, an interrupted
         transfer, an HTTP error status
     5   the output cannot be written: standard output (a full disk, a
@@ -142,6 +164,8 @@ EXAMPLES
     wxmedia get "$id" -o - | identify -
     convert logo.svg jpg:- | wxmedia upload thumb -
     wxmedia --json upload voice a.amr b.mp3 | jq -r .media_id
+    wxmedia send --reuse "$openid" image welcome.jpg
+    wxmedia send "$openid" text "Your report is ready"
     read -r id how < <(wxmedia upload --reuse image welcome.jpg)
     curl "https://api.weixin.qq.com/cgi-bin/...?access_token=$(wxmedia token)"
 ]]
