@@ -14,6 +14,7 @@ local function running_as_root()
   local out = helper.sh("id -u")
   return out:match("^0%s*$") ~= nil
 end
+nginx_helper.running_as_root = running_as_root
 
 -- The whole nginx.conf. opts.http is put inside http{} before the server, opts.server inside server{}.
 local function render(prefix, port, opts)
@@ -65,7 +66,7 @@ end
 -- Starts nginx; opts: { workers = 4, main = "...", http = "...", server = "...",
 -- thread_pool = true|false, reuseport = bool, log_level = "info", package_path = "extra/?.lua;",
 -- env = { NAME = value } (the environment nginx starts with; `env NAME;` in main keeps one for
--- the workers) }.
+-- the workers), conf = function(prefix, port) -> the whole nginx.conf (the rest is then unused) }.
 -- Returns an object with base_url, port, prefix, pid, :stop(), :curl(path, args), :error_log().
 function nginx_helper.start(opts)
   opts = opts or {}
@@ -81,7 +82,7 @@ function nginx_helper.start(opts)
   math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
   for _ = 1, 20 do
     local port = math.random(20000, 32767)
-    helper.write(conf, render(prefix, port, opts))
+    helper.write(conf, opts.conf and opts.conf(prefix, port) or render(prefix, port, opts))
     helper.write(prefix .. "/error.log", "")
     local env = {}
     for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. helper.shell_quote(v) end
