@@ -163,6 +163,92 @@ function Emulator:upload_with_curl(token, mtype, path, filename)
   return doc.media_id
 end
 
+-- nginx (Debian's, with its Lua module), for the OpenResty benchmarks -------------------------------
+
+local MODULES = "/usr/lib/nginx/modules"
+
+-- The whole nginx.conf: o = { workers, threads (thread_pool wxmedia), http = { lines }, server =
+-- { lines } }, with wxmedia's dicts (wxmedia_tokens, wxmedia_locks), the work tree's Lua files
+-- and bench/ on the module path, the run's private copy of the core.
+local function nginx_conf(prefix, port, o)
+  local root = lib.root
+  local lines = {
+    "load_module " .. MODULES .. "/ndk_http_module.so;",
+    "load_module " .. MODULES .. "/ngx_http_lua_module.so;",
+    -- as root, nginx would run its workers as nobody, who may not read the bench's folders
+    lib.sh("id -u"):match("^0%s*$") and "user root;" or "",
+    "daemon on;",
+    "master_process on;",
+    "worker_processes " .. o.workers .. ";",
+    "pid " .. prefix .. "/nginx.pid;",
+    "error_log " .. prefix .. "/error.log warn;",
+    "thread_pool wxmedia threads=" .. o.threads .. ";",
+    "events { worker_connections 1024; }",
+    "http {",
+    "  access_log off;",
+    "  client_body_temp_path " .. prefix .. "/body;",
+    "  proxy_temp_path " .. prefix .. "/proxy;",
+    "  fastcgi_temp_path " .. prefix .. "/fastcgi;",
+    "  uwsgi_temp_path " .. prefix .. "/uwsgi;",
+    "  scgi_temp_path " .. prefix .. "/scgi;",
+    "  lua_shared_dict wxmedia_tokens 1m;",
+    "  lua_shared_dict wxmedia_locks 1m;",
+    ('  lua_package_path "%s/bench/?.lua;%s/lua/?.lua;%s/lua/?/init.lua;/usr/share/lua/5.1/?.lua;'
+      .. '/usr/share/lua/5.1/?/init.lua;;";'):format(root, root, root),
+    ('  lua_package_cpath "%s/lib/luajit/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";'):format(lib.tmp),
+  }
+  for _, l in ipairs(o.http or {}) do lines[#lines + 1] = "  " .. l end
+  lines[#lines + 1] = "  server {"
+  lines[#lines + 1] = "    listen 127.0.0.1:" .. port .. ";"
+  for _, l in ipairs(o.server or {}) do lines[#lines + 1] = "    " .. l end
+  lines[#lines + 1] = "  }"
+  lines[#lines + 1] = "}"
+  lines[#lines + 1] = ""
+  return table.concat(lines, "\n")
+end
+
+local Nginx = {}
+Nginx.__index = Nginx
+
+local nginx_seq = 0
+
+-- Starts nginx (see nginx_conf for o) on a free port (random in 20000-60999, retried when taken);
+-- bench/run's trap stops it by its pid file if this run dies first.
+function lib.start_nginx(o)
+  nginx_seq = nginx_seq + 1
+  local prefix = lib.mkdir(lib.tmp .. "/nginx-" .. nginx_seq)
+  lib.mkdir(prefix .. "/logs")
+  math.randomseed(os.time() + nginx_seq)
+  local last
+  for _ = 1, 20 do
+    local port = math.random(20000, 60999)
+    lib.write(prefix .. "/nginx.conf", nginx_conf(prefix, port, o))
+    local out, ok = lib.sh(("nginx -p %s -c %s 2>&1"):format(lib.q(prefix .. "/"),
+      lib.q(prefix .. "/nginx.conf")))
+    if ok then
+      local pid = assert((lib.read(prefix .. "/nginx.pid") or ""):match("%d+"), "nginx wrote no pid file")
+      return setmetatable({ prefix = prefix, pid = pid, base_url = "http://127.0.0.1:" .. port }, Nginx)
+    end
+    last = out
+    if not out:find("Address already in use", 1, true) then break end
+  end
+  error("nginx did not start: " .. tostring(last), 0)
+end
+
+function Nginx:get(path)
+  return lib.must("curl -s -S -f --max-time 120 " .. lib.q(self.base_url .. path), "nginx " .. path)
+end
+
+function Nginx:stop()
+  os.execute("kill -TERM " .. self.pid .. " 2>/dev/null")
+  for _ = 1, 100 do
+    local stat = lib.read("/proc/" .. self.pid .. "/stat")
+    if not stat or stat:match("^%d+ %b() (%a)") == "Z" then return end
+    lib.sleep(0.05)
+  end
+  os.execute("pkill -KILL -P " .. self.pid .. " 2>/dev/null; kill -KILL " .. self.pid .. " 2>/dev/null")
+end
+
 -- Child processes -------------------------------------------------------------------------------
 
 -- The environment and interpreter for a Lua child that loads wxmedia from the work tree (and the

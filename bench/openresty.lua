@@ -18,96 +18,30 @@ local cjson = require "cjson"
 
 local M = {}
 
-local MODULES = "/usr/lib/nginx/modules"
-
-local function conf(prefix, port, opts)
-  local root = lib.root
-  local settings = cjson.encode({ path = opts.path, client = opts.client })
-  return table.concat({
-    "load_module " .. MODULES .. "/ndk_http_module.so;",
-    "load_module " .. MODULES .. "/ngx_http_lua_module.so;",
-    -- as root, nginx would run its workers as nobody, who may not read the bench's folders
-    lib.sh("id -u"):match("^0%s*$") and "user root;" or "",
-    "daemon on;",
-    "master_process on;",
-    "worker_processes " .. opts.workers .. ";",
-    "pid " .. prefix .. "/nginx.pid;",
-    "error_log " .. prefix .. "/error.log warn;",
-    "thread_pool wxmedia threads=" .. opts.threads .. ";",
-    "events { worker_connections 1024; }",
-    "http {",
-    "  access_log off;",
-    "  client_body_temp_path " .. prefix .. "/body;",
-    "  proxy_temp_path " .. prefix .. "/proxy;",
-    "  fastcgi_temp_path " .. prefix .. "/fastcgi;",
-    "  uwsgi_temp_path " .. prefix .. "/uwsgi;",
-    "  scgi_temp_path " .. prefix .. "/scgi;",
-    "  lua_shared_dict wxmedia_tokens 1m;",
-    "  lua_shared_dict wxmedia_locks 1m;",
-    "  lua_shared_dict bench 1m;",
-    -- the reload contrast's bare calls, as many as the requests in flight (the adapter's stay at 8)
-    "  lua_worker_thread_vm_pool_size 64;",
-    ('  lua_package_path "%s/bench/?.lua;%s/lua/?.lua;%s/lua/?/init.lua;/usr/share/lua/5.1/?.lua;'
-      .. '/usr/share/lua/5.1/?/init.lua;;";'):format(root, root, root),
-    ('  lua_package_cpath "%s/lib/luajit/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";'):format(lib.tmp),
-    "  init_by_lua_block { require('ngx_bench').init([==[" .. settings .. "]==]) }",
-    "  server {",
-    "    listen 127.0.0.1:" .. port .. ";",
-    "    location = /ping  { content_by_lua_block { require('ngx_bench').ping() } }",
-    "    location = /warm  { content_by_lua_block { require('ngx_bench').warm() } }",
-    "    location = /upload { content_by_lua_block { require('ngx_bench').upload() } }",
-    "    location = /state { content_by_lua_block { require('ngx_bench').state() } }",
-    "    location = /bare  { content_by_lua_block { require('ngx_bench').bare() } }",
-    "  }",
-    "}",
-    "",
-  }, "\n")
-end
-
-local Nginx = {}
-Nginx.__index = Nginx
-
-local nginx_seq = 0
-
--- Starts nginx on a free port (random in 20000-60999, retried when taken); bench/run's trap stops it
--- by its pid file if this run dies first.
+-- Benchmark 4's nginx: its handlers (bench/ngx_bench.lua) on opts.workers workers, opts.threads
+-- threads; opts.path and opts.client go to ngx_bench.init.
 local function start_nginx(opts)
-  nginx_seq = nginx_seq + 1
-  local prefix = lib.mkdir(lib.tmp .. "/nginx-" .. nginx_seq)
-  lib.mkdir(prefix .. "/logs")
-  math.randomseed(os.time() + nginx_seq)
-  local last
-  for _ = 1, 20 do
-    local port = math.random(20000, 60999)
-    lib.write(prefix .. "/nginx.conf", conf(prefix, port, opts))
-    local out, ok = lib.sh(("nginx -p %s -c %s 2>&1"):format(lib.q(prefix .. "/"),
-      lib.q(prefix .. "/nginx.conf")))
-    if ok then
-      local pid = assert((lib.read(prefix .. "/nginx.pid") or ""):match("%d+"), "nginx wrote no pid file")
-      return setmetatable({ prefix = prefix, pid = pid, base_url = "http://127.0.0.1:" .. port }, Nginx)
-    end
-    last = out
-    if not out:find("Address already in use", 1, true) then break end
-  end
-  error("nginx did not start: " .. tostring(last), 0)
+  local settings = cjson.encode({ path = opts.path, client = opts.client })
+  return lib.start_nginx({
+    workers = opts.workers, threads = opts.threads,
+    http = {
+      "lua_shared_dict bench 1m;",
+      -- the reload contrast's bare calls, as many as the requests in flight (the adapter's stay at 8)
+      "lua_worker_thread_vm_pool_size 64;",
+      "init_by_lua_block { require('ngx_bench').init([==[" .. settings .. "]==]) }",
+    },
+    server = {
+      "location = /ping  { content_by_lua_block { require('ngx_bench').ping() } }",
+      "location = /warm  { content_by_lua_block { require('ngx_bench').warm() } }",
+      "location = /upload { content_by_lua_block { require('ngx_bench').upload() } }",
+      "location = /state { content_by_lua_block { require('ngx_bench').state() } }",
+      "location = /bare  { content_by_lua_block { require('ngx_bench').bare() } }",
+    },
+  })
 end
 
-function Nginx:get(path)
-  return lib.must("curl -s -S -f --max-time 120 " .. lib.q(self.base_url .. path), "nginx " .. path)
-end
-
-function Nginx:state()
-  return cjson.decode(self:get("/state"))
-end
-
-function Nginx:stop()
-  os.execute("kill -TERM " .. self.pid .. " 2>/dev/null")
-  for _ = 1, 100 do
-    local stat = lib.read("/proc/" .. self.pid .. "/stat")
-    if not stat or stat:match("^%d+ %b() (%a)") == "Z" then return end
-    lib.sleep(0.05)
-  end
-  os.execute("pkill -KILL -P " .. self.pid .. " 2>/dev/null; kill -KILL " .. self.pid .. " 2>/dev/null")
+local function state(ngx)
+  return cjson.decode(ngx:get("/state"))
 end
 
 -- n upload requests at once, each a background curl whose pid file lets bench/run's trap stop it.
@@ -150,7 +84,7 @@ local function one_mode(ctx, mode, slow, seconds, workers)
       local deadline = lib.now() + seconds * slow + 60
       local st
       repeat
-        st = ngx:state()
+        st = state(ngx)
         if st.done + st.failed >= expected then break end
         lib.sleep(0.1)
       until lib.now() > deadline
