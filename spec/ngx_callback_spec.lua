@@ -137,6 +137,19 @@ describe("wxmedia.ngx.callback in nginx #once", function()
       assert.equal(400, status)
       assert.matches("^cannot read the message: ", body)
       assert.equal(400, (ngx:curl(signed(), "--data-binary ''")))
+      -- safe mode: only the encrypted message
+      local aes = signed("&encrypt_type=aes&msg_signature=0")
+      status, body = ngx:curl(aes, "--data-binary '<xml><ToUserName>gh_1</ToUserName><Encrypt>c2VjcmV0"
+        .. "</Encrypt></xml>'")
+      assert.equal(400, status)
+      assert.equal("cannot read the message: it is encrypted (the callback's safe mode), which wxmedia "
+        .. "does not support: set the callback URL to plain mode in WeChat's console\n", body)
+      -- compatible mode posts the plain fields too: served as plain
+      status, body = ngx:curl(aes, "--data-binary '<xml><ToUserName>a</ToUserName><FromUserName>b"
+        .. "</FromUserName><MsgType>text</MsgType><Content>none</Content><MsgId>7</MsgId>"
+        .. "<Encrypt>c2VjcmV0</Encrypt></xml>'")
+      assert.equal(200, status)
+      assert.equal("success", body)
       assert.equal(0, uploads())
     end)
 

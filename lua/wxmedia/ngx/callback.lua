@@ -47,6 +47,8 @@ local STATE_TTL = 120
 local PENDING, DEFERRED, NONE, REPLY = "pending", "deferred", "none", "reply:"
 -- how often a retry that finds the first attempt still waiting looks again
 local POLL = 0.05
+local SAFE_MODE = "it is encrypted (the callback's safe mode), which wxmedia does not support: set the "
+  .. "callback URL to plain mode in WeChat's console"
 
 local OPTIONS = { token = true, client = true, on_message = true, budget = true, dedup_dict = true }
 
@@ -350,8 +352,17 @@ function _M.handle(self)
     ngx.header["Allow"] = "GET, POST"
     return refuse(405, "WeChat posts messages and checks the URL with GET")
   end
-  local msg, err = reply.parse(body() or "")
-  if not msg then return refuse(400, "cannot read the message: " .. err) end
+  local posted = body() or ""
+  local msg, err = reply.parse(posted)
+  if not msg then
+    -- safe mode (compatible mode, which posts the plain fields beside Encrypt, is served as plain):
+    -- every message will fail the same way until the console is changed
+    if args.encrypt_type == "aes" or posted:find("<Encrypt>", 1, true) then
+      err = SAFE_MODE
+      ngx.log(ngx.ERR, "wxmedia: callback: ", SAFE_MODE)
+    end
+    return refuse(400, "cannot read the message: " .. err)
+  end
   local key = key_of(msg)
   if key then
     local ok, aerr = self.dict:add(key, PENDING, STATE_TTL)
