@@ -71,6 +71,9 @@ typedef struct wxm_session {
 
 wxm_session *wxm_check_session (lua_State *L);
 int wxm_field (lua_State *L, int idx, const char *key, int type);
+void wxm_session_check_options (lua_State *L, int idx);
+void wxm_session_setup (lua_State *L, int idx, wxm_session *s);
+void wxm_session_release (wxm_session *s);
 void wxm_session_open (lua_State *L);
 /* }====== */
 
@@ -124,6 +127,7 @@ void wxm_transfer_init (wxm_transfer *t, lua_State *L, wxm_session *s);
 int wxm_table_arg (lua_State *L, int arg);
 void wxm_transfer_options (lua_State *L, wxm_transfer *t, int opts, int allow_max_body);
 int wxm_call (wxm_transfer *t, int nargs, int nresults);
+CURLcode wxm_transfer_attach (wxm_transfer *t);
 CURLcode wxm_perform (lua_State *L, wxm_transfer *t);
 void wxm_transfer_end (wxm_transfer *t);
 void wxm_defer (wxm_transfer *t, const char *kind, const char *fmt, ...) WXM_PRINTF(3, 4);
@@ -140,6 +144,22 @@ int wxm_s_get (lua_State *L);
 int wxm_s_fetch (lua_State *L);
 int wxm_s_upload (lua_State *L);
 int wxm_s_request (lua_State *L);
+/*
+** The same calls in two halves, for the multi interface (multi.c): prepare reads the arguments
+** from index 2 on (as the methods do), checks them and sets up t on s without performing it;
+** it returns 0, or the count of the failure it pushed (nil, message, kind: nothing to perform).
+** Everything t needs stays on the stack above the arguments (multi.c keeps that frame alive).
+** finish turns the outcome of the performed transfer into the method's return values.
+*/
+int wxm_upload_prepare (lua_State *L, wxm_session *s, wxm_transfer *t);
+int wxm_upload_finish (lua_State *L, wxm_transfer *t, CURLcode rc);
+int wxm_get_prepare (lua_State *L, wxm_session *s, wxm_transfer *t);
+int wxm_fetch_prepare (lua_State *L, wxm_session *s, wxm_transfer *t);
+int wxm_download_finish (lua_State *L, wxm_transfer *t, CURLcode rc);
+/* }====== */
+
+/* {====== multi.c: many transfers at once on one thread (libcurl's multi interface) ====== */
+void wxm_multi_open (lua_State *L);     /* core.multi */
 /* }====== */
 
 /* {====== url.c ====== */

@@ -187,11 +187,8 @@ static int prereq_cb (void *ud, char *ip, char *local_ip, int port, int local_po
 
 /* }====== */
 
-/*
-** Runs the call. L is the state (or coroutine) of this very call: the Lua callbacks run in it, so
-** it is set right before curl_easy_perform, never kept from an earlier call.
-*/
-CURLcode wxm_perform (lua_State *L, wxm_transfer *t) {
+/* Points the handle's callbacks at t (and the call's headers): before a perform or a multi add. */
+CURLcode wxm_transfer_attach (wxm_transfer *t) {
   CURL *c = t->s->curl;
   CURLcode rc = CURLE_OK;
   int guard = t->block_private;
@@ -216,10 +213,19 @@ CURLcode wxm_perform (lua_State *L, wxm_transfer *t) {
   SET(CURLOPT_FRESH_CONNECT, guard ? 1L : 0L);     /* no reused connection to check */
 #endif
 #undef SET
+  return rc;
+}
+
+/*
+** Runs the call. L is the state (or coroutine) of this very call: the Lua callbacks run in it, so
+** it is set right before curl_easy_perform, never kept from an earlier call.
+*/
+CURLcode wxm_perform (lua_State *L, wxm_transfer *t) {
+  CURLcode rc = wxm_transfer_attach(t);
   if (rc != CURLE_OK) return rc;
   t->s->busy = 1;
   t->L = L;
-  rc = curl_easy_perform(c);
+  rc = curl_easy_perform(t->s->curl);
   t->s->busy = 0;
   return rc;
 }
