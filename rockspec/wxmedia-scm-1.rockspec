@@ -36,7 +36,7 @@ build = {
     ["wxmedia.core"] = {
       sources = {
         "src/address.c", "src/buffer.c", "src/clock.c", "src/core.c", "src/download.c", "src/errors.c",
-        "src/fs.c", "src/lock.c", "src/request.c", "src/response.c", "src/session.c", "src/sha256.c",
+        "src/fs.c", "src/lock.c", "src/multi.c", "src/request.c", "src/response.c", "src/session.c", "src/sha256.c",
         "src/temp.c", "src/transfer.c", "src/upload.c", "src/url.c",
       },
       defines = { "_DEFAULT_SOURCE" },

@@ -137,6 +137,7 @@ int wxm_body_add (wxm_transfer *t, const char *p, size_t n);
 long wxm_status (wxm_transfer *t);
 const char *wxm_content_type (wxm_transfer *t);
 void wxm_transfer_open (lua_State *L);   /* the no-op tick, in the registry */
+void wxm_push_noop (lua_State *L);
 /* }====== */
 
 /* {====== download.c / upload.c / request.c: the session's methods ====== */

@@ -34,6 +34,12 @@ void wxm_transfer_open (lua_State *L) {
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
+/* Pushes the no-op tick (multi.c calls it between the rounds of its transfers). */
+void wxm_push_noop (lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&tick_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
 void wxm_transfer_init (wxm_transfer *t, lua_State *L, wxm_session *s) {
   wxm_temp none = WXM_TEMP_NONE;
   memset(t, 0, sizeof *t);
