@@ -290,7 +290,7 @@ static int multi_tostring (lua_State *L) {
   return 1;
 }
 
-/* core.multi(n [, opts]): n transfers at once (1 to 64); opts: the options of core.session. */
+/* core.multi(n [, opts]): n transfers at once (1 to core.MULTI_MAX); opts: those of core.session. */
 static int multi_new (lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
   int idx = 0, i;
@@ -354,4 +354,6 @@ void wxm_multi_open (lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_setfuncs(L, functions, 0);
+  lua_pushinteger(L, MULTI_MAX);
+  lua_setfield(L, -2, "MULTI_MAX");
 }

@@ -7,6 +7,7 @@ local format = string.format
 local answer = require "wxmedia.answer"
 local config = require "wxmedia.config"
 local errors = require "wxmedia.errors"
+local many = require "wxmedia.many"
 local media = require "wxmedia.media"
 local retry = require "wxmedia.retry"
 local reuse = require "wxmedia.reuse"
@@ -38,6 +39,13 @@ local CALL_OPTIONS = {
     limits = "table", sleep = "function", reuse_margin = "number", lock_timeout = "number" },
 }
 CALL_OPTIONS.check = { limits = "table" }
+-- the batches (wxmedia.many): a call's options but progress, which is per item or for the batch
+CALL_OPTIONS.upload_many = { retries = "number", backoff = "table", on_retry = "function", limits = "table",
+  sleep = "function", concurrency = "number", item_progress = "function", batch_progress = "function",
+  on_item = "function" }
+CALL_OPTIONS.get_many = { retries = "number", backoff = "table", on_retry = "function", sleep = "function",
+  jssdk = "boolean", concurrency = "number", item_progress = "function", batch_progress = "function",
+  on_item = "function" }
 
 local function check_call_options(fname, opts)
   if opts == nil then return end
@@ -259,18 +267,25 @@ local function get_exchange(self, tok, what, media_id, path, args, p)
   return errors.fail("api", what .. ": WeChat answered JSON without the file", { status = res.status })
 end
 
--- syntax: res, err, details = client:get(media_id, path [, opts])   opts.jssdk: HD voice (speex)
-function _M.get(self, media_id, path, opts)
-  check_arg(1, "get", media_id, "string")
-  check_arg(2, "get", path, "string")
-  check_arg(3, "get", opts, "table?")
-  check_call_options("get", opts)
+-- The checks of get's arguments, before any request: true, or nil, message, details (kind input).
+local function get_checks(media_id, path)
   if media_id == "" then return errors.input("cannot get a medium: the media_id is empty") end
   if #media_id > answer.MAX_ID then
     return errors.input(format("cannot get a medium: the media_id is %d characters long; WeChat's are 64",
       #media_id))
   end
   if path == "" then return errors.input("cannot get " .. media_id .. ": the destination path is empty") end
+  return true
+end
+
+-- syntax: res, err, details = client:get(media_id, path [, opts])   opts.jssdk: HD voice (speex)
+function _M.get(self, media_id, path, opts)
+  check_arg(1, "get", media_id, "string")
+  check_arg(2, "get", path, "string")
+  check_arg(3, "get", opts, "table?")
+  check_call_options("get", opts)
+  local checked, why, bad = get_checks(media_id, path)
+  if not checked then return nil, why, bad end
   local p = policy(self, opts)
   local args = { jssdk = p.jssdk or nil, progress = p.progress }
   local res, err, details = retry.run(p, attempt_with_token, self, "cannot get " .. media_id, get_exchange,
@@ -308,5 +323,70 @@ function _M.token(self, force)
   local p = policy(self, nil)
   return retry.run(p, function() return self.tokens:get(force == true) end)
 end
+
+-- {====== many at once (wxmedia.many) ======
+
+-- The list's items: raises for one that is not a table of the right shape (misuse, like a bad argument).
+local function list_items(fname, list, shape, first_type)
+  local items = {}
+  for i = 1, #list do
+    local it = list[i]
+    local a, b = type(it) == "table" and (it[1] or it[first_type]), type(it) == "table" and (it[2] or it.path)
+    local file = type(b) == "table" and type(b.path) == "string"
+    if type(a) ~= "string" or (type(b) ~= "string" and not file) then
+      error(format("bad argument #1 to '%s' (item %d: %s expected)", fname, i, shape), 3)
+    end
+    items[i] = { i = i, [first_type] = a, path = b }
+  end
+  return items
+end
+
+local function check_concurrency(fname, opts)
+  local n = opts and opts.concurrency
+  local max = transport.multi_max() or 64
+  if n ~= nil and (n ~= n or n < 1 or n > max or n % 1 ~= 0) then
+    error(format("bad option 'concurrency' to '%s' (a whole number from 1 to %d expected)", fname, max), 3)
+  end
+end
+
+-- syntax: results, failed = client:upload_many(list [, opts])
+-- list: { { type, path }, ... } (or { type =, path = }; path may be client:check's table). Each item
+-- is checked, sent and retried as upload does, opts.concurrency (default 4) at once; results[i] is
+-- { res, err, details } for list[i]; failed counts the items that failed.
+function _M.upload_many(self, list, opts)
+  check_arg(1, "upload_many", list, "table")
+  check_arg(2, "upload_many", opts, "table?")
+  check_call_options("upload_many", opts)
+  check_concurrency("upload_many", opts)
+  local items = list_items("upload_many", list, "{ type, path }", "type")
+  for _, item in ipairs(items) do
+    local file = item.path
+    if type(file) == "table" then
+      if file.type == item.type then item.file = file end
+      item.path = file.path
+    end
+  end
+  return many.run(self, "upload", items, opts, policy(self, opts))
+end
+
+-- syntax: results, failed = client:get_many(list [, opts])
+-- list: { { media_id, path }, ... } (or { media_id =, path = }); as get does for each, opts.concurrency
+-- at once; results as upload_many's.
+function _M.get_many(self, list, opts)
+  check_arg(1, "get_many", list, "table")
+  check_arg(2, "get_many", opts, "table?")
+  check_call_options("get_many", opts)
+  check_concurrency("get_many", opts)
+  local items = list_items("get_many", list, "{ media_id, path }", "media_id")
+  for _, item in ipairs(items) do
+    if type(item.path) ~= "string" then error(format("bad argument #1 to 'get_many' (item %d: "
+      .. "{ media_id, path } expected)", item.i), 2) end
+    local ok, msg, details = get_checks(item.media_id, item.path)
+    if ok then item.what = "cannot get " .. item.media_id else item.rejected = { msg, details } end
+  end
+  return many.run(self, "get", items, opts, policy(self, opts))
+end
+
+-- }======
 
 return _M
