@@ -256,6 +256,9 @@ static void cancel_all (lua_State *L, wxm_multi *m) {
   for (i = 0; i < m->size; i++) {
     slot *sl = &m->slots[i];
     if (!sl->running) continue;
+    /* libcurl may call back while it drops the transfer: no Lua then (its frame is not on this stack) */
+    sl->t.aborted = WXM_ABORT_FALSE;
+    curl_easy_setopt(sl->s.curl, CURLOPT_NOPROGRESS, 1L);
     slot_stop(L, m, sl);
     curl_easy_setopt(sl->s.curl, CURLOPT_BUFFERSIZE, WXMEDIA_RECV_BUFFER);
     wxm_transfer_end(&sl->t);

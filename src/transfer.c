@@ -120,6 +120,7 @@ int wxm_body_add (wxm_transfer *t, const char *p, size_t n) {
 static size_t write_cb (char *p, size_t size, size_t nmemb, void *ud) {
   wxm_transfer *t = (wxm_transfer *)ud;
   size_t n = size * nmemb;
+  if (t->aborted != WXM_NOT_ABORTED) return 0;        /* stopped (multi.c's cancel): no Lua */
   if (t->write != NULL) return t->write(t, p, n);
   return wxm_body_add(t, p, n) ? n : 0;
 }
