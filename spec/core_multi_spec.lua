@@ -103,7 +103,8 @@ describe("wxmedia.core multi", function()
   it("raises on misuse: a full multi, bad arguments, a closed one", function()
     assert.has_error(function() core.multi(0) end)
     assert.has_error(function() core.multi(core.MULTI_MAX + 1) end)
-    assert.has_error(function() core.multi(2, { timout = 1 }) end, "bad argument #2 to 'multi' (unknown option 'timout')")
+    assert.has_error(function() core.multi(2, { timout = 1 }) end,
+      "bad argument #2 to 'multi' (unknown option 'timout')")
     local m = multi(1)
     assert.has_error(function() m:upload(nil, "image", "x") end)
     m:upload(token, "image", helper.fixture("image.jpg"), SEND)
@@ -181,7 +182,7 @@ describe("wxmedia.core multi", function()
     m:close()
   end)
 
-  it("raises again the error a progress function raised, after that transfer's cleanup; cancel stops the rest", function()
+  it("raises a progress function's error again, after its cleanup; cancel stops the rest", function()
     local m = multi(2)
     emu:fault({ route = "get", kind = "drip", rate = 100 })
     local slow = dir .. "/slow.jpg"
