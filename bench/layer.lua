@@ -95,8 +95,9 @@ function M.run(ctx)
   emu:reset()
   local tok = emu:token()
   local cloop_ir = per_call("c_loop", function(n, valgrind)
-    return ("%s %s %s %s %d photo.jpg"):format(valgrind, lib.q(ctx.c_loop),
-      lib.q(emu:upload_url(tok, "image")), lib.q(input), n)
+    -- the filename the core and the client send (the file's own name: it has the jpg extension)
+    return ("%s %s %s %s %d %s"):format(valgrind, lib.q(ctx.c_loop),
+      lib.q(emu:upload_url(tok, "image")), lib.q(input), n, lib.q(input:match("[^/]+$")))
   end, n1, n2)
   local function child(which)
     return function(n, valgrind)

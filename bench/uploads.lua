@@ -18,13 +18,14 @@ M.NO_TRIM = NO_TRIM
 local function contenders(emu, input, n, n_curl, c_loop, c_multi, conc)
   local function url(tok) return emu:upload_url(tok, "image") end
   return {
+    -- the C loops send the filename wxmedia sends (the file's own: it has the jpg extension)
     { key = "c_loop", name = "C loop, one libcurl handle", fast = true, run = function()
-      return lib.measure(("%s %s %s %d photo.jpg"):format(lib.q(c_loop), lib.q(url(emu:token())),
-        lib.q(input), n), "c_loop")
+      return lib.measure(("%s %s %s %d %s"):format(lib.q(c_loop), lib.q(url(emu:token())),
+        lib.q(input), n, lib.q(input:match("[^/]+$"))), "c_loop")
     end },
     { key = "c_multi", name = ("C multi loop, %d handles"):format(conc), fast = true, run = function()
-      return lib.measure(("%s %s %s %d %d photo.jpg"):format(lib.q(c_multi), lib.q(url(emu:token())),
-        lib.q(input), n, conc), "c_multi")
+      return lib.measure(("%s %s %s %d %d %s"):format(lib.q(c_multi), lib.q(url(emu:token())),
+        lib.q(input), n, conc, lib.q(input:match("[^/]+$"))), "c_multi")
     end },
     { key = "many", name = ("wxmedia upload_many, concurrency %d"):format(conc), fast = true, run = function()
       return lib.measure(("%s many %s image %s %d %d"):format(lib.lua_cmd("wx_client.lua"),

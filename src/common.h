@@ -62,6 +62,7 @@ typedef struct wxm_session {
   CURL *curl;                     /* NULL once closed */
   char *base_url;                 /* without a trailing slash */
   wxm_buf body;                   /* the current call's in-memory body */
+  wxm_buf upload_url, upload_key; /* the last upload's URL, and the token and type it holds */
   curl_mime *mime;                /* the current upload's form */
   struct curl_slist *headers;     /* the current call's extra request headers */
   int fsync;                      /* flush a downloaded file to disk before renaming it */
@@ -103,8 +104,7 @@ typedef struct wxm_transfer {
   int follow;                     /* follow redirects (fetch) */
   int block_private;              /* refuse to connect to a private address (fetch) */
   char blocked[64];               /* the private address refused, as text */
-  const char *fail_kind;          /* a failure a callback found, reported after perform */
-  char fail_msg[1024];
+  const char *fail_kind;          /* a failure a callback found, reported after perform (fail_msg) */
   /* an upload: the file, opened once, sent as exactly upload_size bytes */
   const char *upload_path;
   int upload_fd;
@@ -120,6 +120,8 @@ typedef struct wxm_transfer {
   int fd;                         /* where the body goes: tmp.fd, or the in-place destination */
   curl_off_t written;
   int has_cd;
+  /* the large buffers last: wxm_transfer_init clears what comes before them */
+  char fail_msg[1024];
   char cd[WXM_CD_MAX];            /* Content-Disposition of the final response */
 } wxm_transfer;
 

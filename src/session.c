@@ -51,6 +51,8 @@ void wxm_session_release (wxm_session *s) {
   free(s->base_url);
   s->base_url = NULL;
   wxm_buf_free(&s->body);
+  wxm_buf_free(&s->upload_url);
+  wxm_buf_free(&s->upload_key);
 }
 
 /*

@@ -6,6 +6,7 @@
 ** C resources (temp file, form, headers, open files) are released.
 */
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,9 @@ void wxm_push_noop (lua_State *L) {
 
 void wxm_transfer_init (wxm_transfer *t, lua_State *L, wxm_session *s) {
   wxm_temp none = WXM_TEMP_NONE;
-  memset(t, 0, sizeof *t);
+  /* 2 KiB of buffers are only read once written: cleared to their first byte (an upload's cost) */
+  memset(t, 0, offsetof(wxm_transfer, fail_msg));
+  t->fail_msg[0] = t->cd[0] = '\0';
   t->L = L;
   t->s = s;
   t->fd = -1;
@@ -204,8 +207,11 @@ CURLcode wxm_transfer_attach (wxm_transfer *t) {
 #define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
   SET(CURLOPT_WRITEFUNCTION, write_cb);
   SET(CURLOPT_WRITEDATA, (void *)t);
-  SET(CURLOPT_HEADERFUNCTION, header_cb);
-  SET(CURLOPT_HEADERDATA, (void *)t);
+  /* a download's Content-Disposition; an upload's or a request's answer has no use for one (and
+     without a header function, the header data must be NULL too, or libcurl writes the headers
+     into the body) */
+  SET(CURLOPT_HEADERFUNCTION, t->write != NULL ? header_cb : (curl_write_callback)NULL);
+  SET(CURLOPT_HEADERDATA, t->write != NULL ? (void *)t : NULL);
   SET(CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
   SET(CURLOPT_XFERINFODATA, (void *)t);
   SET(CURLOPT_NOPROGRESS, 0L);          /* always: the tick runs during every transfer */

@@ -83,6 +83,27 @@ static const char *string_field (lua_State *L, int opts, const char *key, const 
   return def;
 }
 
+/*
+** The URL of an upload with this token and type, in s->upload_url: the last upload's when they are
+** the same (uploads in a row send the same token and type: joining and escaping them again cost 2k
+** instructions an upload, 1% of it; BENCHMARKS.md). 0 when out of memory.
+*/
+static int upload_url (wxm_session *s, const char *token, size_t tokenlen, const char *type, size_t typelen) {
+  wxm_buf *key = &s->upload_key, *url = &s->upload_url;
+  if (url->len > 0 && key->len == tokenlen + 1 + typelen && memcmp(key->data, token, tokenlen) == 0
+      && key->data[tokenlen] == '\0' && memcmp(key->data + tokenlen + 1, type, typelen) == 0)
+    return 1;
+  wxm_buf_reset(key);
+  wxm_buf_reset(url);
+  if (wxm_buf_add(key, token, tokenlen) && wxm_buf_add(key, "", 1) && wxm_buf_add(key, type, typelen)
+      && wxm_url_join(url, s->base_url, "/cgi-bin/media/upload")
+      && wxm_url_param(url, s->curl, "access_token", token, tokenlen)
+      && wxm_url_param(url, s->curl, "type", type, typelen) && wxm_url_terminate(url))
+    return 1;
+  url->len = 0;
+  return 0;
+}
+
 /* s:upload(access_token, type, path [, opts]) */
 int wxm_s_upload (lua_State *L) {
   wxm_session *s = wxm_check_session(L);
@@ -128,15 +149,11 @@ int wxm_upload_prepare (lua_State *L, wxm_session *s, wxm_transfer *t) {
     return failed;
   }
 
-  wxm_buf_reset(&s->body);
-  if (!wxm_url_join(&s->body, s->base_url, "/cgi-bin/media/upload")
-      || !wxm_url_param(&s->body, s->curl, "access_token", token, tokenlen)
-      || !wxm_url_param(&s->body, s->curl, "type", type, typelen)
-      || !wxm_url_terminate(&s->body)) {
+  if (!upload_url(s, token, tokenlen, type, typelen)) {
     wxm_transfer_end(t);
     return luaL_error(L, "not enough memory");
   }
-  rc = curl_easy_setopt(s->curl, CURLOPT_URL, s->body.data);
+  rc = curl_easy_setopt(s->curl, CURLOPT_URL, s->upload_url.data);
 
   /* the session owns the form until wxm_transfer_end, so a failure here cannot leak it */
   if (rc == CURLE_OK && (s->mime = curl_mime_init(s->curl)) == NULL) rc = CURLE_OUT_OF_MEMORY;
