@@ -142,7 +142,7 @@ local function build_policy(self, opts)
   return {
     retries = pick("retries"), backoff = pick("backoff"), on_retry = pick("on_retry"),
     sleep = (opts and opts.sleep) or self.sleep, progress = pick("progress"), limits = pick("limits"),
-    jssdk = opts and opts.jssdk,
+    jssdk = opts and opts.jssdk, check = { limits = pick("limits"), stat = transport.stat },
   }
 end
 
@@ -231,11 +231,12 @@ function _M.upload(self, mtype, file, opts)
     local path = type(file) == "table" and file.path or file
     check_arg(2, "upload", path, "string")
     local msg, details
-    file, msg, details = media.check(mtype, path, { limits = p.limits, stat = transport.stat })
+    file, msg, details = media.check(mtype, path, p.check)
     if not file then return nil, msg, details end
   end
-  local send = { filename = file.filename, content_type = file.content_type, progress = p.progress,
-    size = file.size }
+  -- the checked file holds the core's options (filename, content_type, size): a table less per call
+  local send = p.progress and { filename = file.filename, content_type = file.content_type,
+    progress = p.progress, size = file.size } or file
   return retry.run(p, attempt_with_token, self, "cannot upload " .. file.path, upload_exchange, file, send)
 end
 
