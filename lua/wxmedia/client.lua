@@ -222,10 +222,13 @@ end
 -- syntax: res, err, details = client:upload(type, file [, opts])
 -- file: a path, or the table client:check returned for this type (then it is not checked again).
 function _M.upload(self, mtype, file, opts)
-  check_arg(1, "upload", mtype, "string")
-  if type(file) ~= "table" then check_arg(2, "upload", file, "string") end
-  check_arg(3, "upload", opts, "table?")
-  check_call_options("upload", opts)
+  -- the checks of every call, asked only when they fail (each is a call less per upload)
+  if type(mtype) ~= "string" then check_arg(1, "upload", mtype, "string") end
+  if type(file) ~= "table" and type(file) ~= "string" then check_arg(2, "upload", file, "string") end
+  if opts ~= nil then
+    check_arg(3, "upload", opts, "table?")
+    check_call_options("upload", opts)
+  end
   local p = policy(self, opts)
   if type(file) ~= "table" or file.type ~= mtype or type(file.path) ~= "string" then
     local path = type(file) == "table" and file.path or file
