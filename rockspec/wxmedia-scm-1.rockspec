@@ -54,6 +54,7 @@ build = {
     ["wxmedia.client"] = "lua/wxmedia/client.lua",
     ["wxmedia.config"] = "lua/wxmedia/config.lua",
     ["wxmedia.errors"] = "lua/wxmedia/errors.lua",
+    ["wxmedia.many"] = "lua/wxmedia/many.lua",
     ["wxmedia.media"] = "lua/wxmedia/media.lua",
     ["wxmedia.ngx"] = "lua/wxmedia/ngx.lua",
     ["wxmedia.ngx.backend"] = "lua/wxmedia/ngx/backend.lua",
@@ -69,6 +70,7 @@ build = {
     ["wxmedia.store.shared_dict"] = "lua/wxmedia/store/shared_dict.lua",
     ["wxmedia.token"] = "lua/wxmedia/token.lua",
     ["wxmedia.transport"] = "lua/wxmedia/transport.lua",
+    ["wxmedia.warn"] = "lua/wxmedia/warn.lua",
   },
   install = {
     bin = { wxmedia = "bin/wxmedia" },

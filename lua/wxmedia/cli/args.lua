@@ -9,7 +9,7 @@ local _M = {}
 local VALUE_OPTIONS = {
   ["--appid"] = "appid", ["--secret-file"] = "secret_file", ["--base-url"] = "base_url",
   ["--token-api"] = "token_api", ["--retries"] = "retries", ["--timeout"] = "timeout",
-  ["--output"] = "output", ["-o"] = "output", ["--store"] = "store",
+  ["--output"] = "output", ["-o"] = "output", ["--store"] = "store", ["--parallel"] = "parallel",
 }
 local FLAG_OPTIONS = {
   ["--json"] = "json", ["--no-progress"] = "no_progress", ["--reuse"] = "reuse",
@@ -63,6 +63,8 @@ function _M.parse(argv)
   if opts.command == "token" and n ~= 0 then return nil, "token takes no arguments" end
   if opts.output and opts.command ~= "get" then return nil, "option -o is for get only" end
   if opts.reuse and opts.command ~= "upload" then return nil, "option --reuse is for upload only" end
+  if opts.parallel and opts.command ~= "upload" then return nil, "option --parallel is for upload only" end
+  if opts.parallel and opts.reuse then return nil, "option --parallel does not go with --reuse" end
   if opts.store == "" then return nil, "option --store needs a file name" end
   if opts.output == "" then return nil, "option -o needs a file name" end
   if opts.output == "-" and opts.json then return nil, "-o - writes the medium to stdout: no --json" end
@@ -71,6 +73,13 @@ function _M.parse(argv)
     local r = tonumber(opts.retries)
     if not r or r < 0 or r ~= math.floor(r) then return nil, "--retries needs a whole number >= 0" end
     opts.retries = r
+  end
+  if opts.parallel then
+    local p, max = tonumber(opts.parallel), require("wxmedia.transport").multi_max() or 64
+    if not p or p < 1 or p > max or p ~= math.floor(p) then
+      return nil, "--parallel needs a whole number from 1 to " .. max
+    end
+    opts.parallel = p
   end
   if opts.timeout then
     local t = tonumber(opts.timeout)

@@ -25,19 +25,40 @@ function _M.default_output(media_id, got)
   return (_M.safe_filename(media_id) or "media") .. "." .. ext
 end
 
+-- Several files without --reuse go up --parallel at once (4 by default), through upload_many; the
+-- lines still come in the order of the files.
+local PARALLEL = 4
+
+local function upload_all(run, mtype, files)
+  local list = {}
+  for i, file in ipairs(files) do list[i] = { mtype, file } end
+  local results = run.client:upload_many(list, { concurrency = run.opts.parallel or PARALLEL })
+  local i = 0
+  return function()
+    i = i + 1
+    local r = results[i]
+    if r then return r[1], r[2], r[3] end
+  end
+end
+
 function _M.upload(run)
   local mtype, files = run.opts.args[1], {}
   for k = 2, #run.opts.args do files[#files + 1] = run.opts.args[k] end
   local status = run.EXIT.ok
+  local batch = not run.opts.reuse and (#files > 1 or run.opts.parallel) and upload_all(run, mtype, files)
   for _, file in ipairs(files) do
-    run.bar.start(file)
     local res, err, details
-    if run.opts.reuse then
-      res, err, details = run.client:media_id(mtype, file)
+    if batch then
+      res, err, details = batch()
     else
-      res, err, details = run.client:upload(mtype, file)
+      run.bar.start(file)
+      if run.opts.reuse then
+        res, err, details = run.client:media_id(mtype, file)
+      else
+        res, err, details = run.client:upload(mtype, file)
+      end
+      run.bar.finish()
     end
-    run.bar.finish()
     if res then
       local id = res.media_id or res.thumb_media_id
       local line = id

@@ -20,7 +20,8 @@ DESCRIPTION
         MP3), video (MP4) or thumb (JPEG). The format is read from the
         file's content, not its name. With one FILE, prints its media_id;
         with several, prints "MEDIA_ID  FILE" for each, in order. Every
-        FILE is tried even when an earlier one fails.
+        FILE is tried even when an earlier one fails. Several FILEs go
+        up 4 at a time (--parallel N).
 
     upload --reuse TYPE FILE...
         The same, but a file whose content was uploaded before, and whose
@@ -62,6 +63,8 @@ OPTIONS
                          failed item gives {"file" or "media_id", "error":
                          {"message", "kind", "errcode"}}
     --reuse              upload: reuse media_ids recorded in the store
+    --parallel N         upload: send N files at once (default 4 when
+                         more than one file is given; not with --reuse)
     --store FILE         keep access_tokens (and --reuse records) in FILE,
                          shared by every run (default with --reuse:
                          $XDG_CACHE_HOME/wxmedia/store.json, else
