@@ -195,7 +195,7 @@ end
 local function progress_of(b, item)
   local item_progress, batch_progress = b.item_progress, b.batch_progress
   if not item_progress and not batch_progress then return nil end
-  local i, up = item.i, b.kind == "upload"
+  local i, up = item.i, b.op == "upload"
   return function(dltotal, dlnow, ultotal, ulnow)
     local moved = up and ulnow or dlnow
     b.bytes, item.moved = b.bytes + (moved - item.moved), moved
@@ -254,7 +254,7 @@ local function start(b, item)
   else
     item.attempt, item.replayed, item.url, item.moved = item.attempt + 1, false, nil, 0
   end
-  return STARTS[b.kind](b, item)
+  return STARTS[b.op](b, item)
 end
 
 -- }======
@@ -273,7 +273,7 @@ local function run(b)
       if ticket then
         local item = b.inflight[ticket]
         b.inflight[ticket], b.running = nil, b.running - 1
-        if b.kind == "upload" then upload_ended(b, item, res, msg, details)
+        if b.op == "upload" then upload_ended(b, item, res, msg, details)
         else get_ended(b, item, res, msg, details) end
       elseif due then
         waited(b, due)
@@ -287,11 +287,11 @@ local function run(b)
   end
 end
 
--- items: { i, type, path } (upload) or { i, media_id, path } (get), checked by the client.
+-- op: "upload" or "get"; items: { i, type, path } or { i, media_id, path }, checked by the client.
 -- opts: the call's options; policy: the client's policy for them (wxmedia.client).
 -- Returns results (in input order, { res, err, details } each) and the count of failures, or
 -- nil, message, details when the batch cannot run at all (the core cannot be loaded).
-function _M.run(client, kind, items, opts, policy)
+function _M.run(client, op, items, opts, policy)
   local total = #items
   local results = {}
   if total == 0 then return results, 0 end
@@ -299,7 +299,7 @@ function _M.run(client, kind, items, opts, policy)
   local multi, err, details = client.transport:multi(concurrency)
   if not multi then return nil, err, details end
   local b = setmetatable({
-    client = client, kind = kind, total = total, results = results, done = 0, failed = 0,
+    client = client, op = op, total = total, results = results, done = 0, failed = 0,
     multi = multi, inflight = {}, running = 0, concurrency = concurrency,
     ready = {}, head = 1, tail = 0, waiting = {}, refreshed = {}, bytes = 0,
     policy = policy, sleep = policy.sleep or client.sleep, wall = client.now, t = -huge,
@@ -310,7 +310,7 @@ function _M.run(client, kind, items, opts, policy)
     item.attempt = 0
     push_ready(b, item)
   end
-  if kind == "get" then
+  if op == "get" then
     local fetch_args = { allow_private = client.allow_private_urls or nil }
     for _, item in ipairs(items) do
       local progress = progress_of(b, item)
