@@ -1,5 +1,6 @@
--- wxmedia from a source tree: `luarocks make rockspec/wxmedia-scm-1.rockspec` in the repository.
--- On Debian, curl.h lives in the multiarch folder: add CURL_INCDIR=/usr/include/x86_64-linux-gnu.
+-- wxmedia from a source tree: `luarocks --lua-version=5.4 make rockspec/wxmedia-scm-1.rockspec` in the
+-- repository (Debian's luarocks builds for Lua 5.1 unless told). On Debian, curl.h lives in the
+-- multiarch folder: add CURL_INCDIR=/usr/include/x86_64-linux-gnu CURL_LIBDIR=/usr/lib/x86_64-linux-gnu.
 rockspec_format = "3.0"
 package = "wxmedia"
 version = "scm-1"

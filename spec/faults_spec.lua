@@ -26,23 +26,48 @@ end
 local function pick(list) return list[rand(1, #list)] end
 
 describe("fault suite #once", function()
-  local emu, dir
+  local emu, dir, store_dir
   local messages = {}   -- every failure message, searched for secrets at the end
+  -- what every run is counted for (the README's reliability section gives these figures)
+  local tally = { runs = 0, failed = 0, destinations_changed = 0, files_left = 0, locks_left = 0,
+    secrets_in_messages = 0 }
 
   setup(function()
     print(("\nfaults_spec: WXMEDIA_FAULT_SEED=%d (set it to replay these runs)"):format(seed))
     emu = helper.start_emulator()
     dir = helper.tmpdir()
+    store_dir = helper.tmpdir()
   end)
   teardown(function()
+    print(("\nfaults_spec: %d runs under faults (%d failed as expected): %d destinations changed, %d files "
+      .. "left, %d locks left, %d secrets or tokens in messages"):format(tally.runs, tally.failed,
+      tally.destinations_changed, tally.files_left, tally.locks_left, tally.secrets_in_messages))
     if emu then emu:stop() end
     helper.rmtree(dir)
+    helper.rmtree(store_dir)
   end)
 
+  -- The token lock files of the file store that are still held (flock: another open of the file,
+  -- even in this process, cannot take it while a lock object holds it).
+  local function held_locks()
+    local n = 0
+    for _, name in ipairs(helper.ls(store_dir)) do
+      if name:match("%.lock$") then
+        local l = core.lock(store_dir .. "/" .. name, 0)
+        if l then l:unlock() else n = n + 1 end
+      end
+    end
+    return n
+  end
+
+  -- each client its own file store (a reset emulator forgets every token), whose locks are counted
+  local clients = 0
   local function client(extra)
+    clients = clients + 1
     local opts = {
       appid = helper.APPID, secret = helper.SECRET, base_url = emu.base_url, retries = RETRIES,
-      timeout = TIMEOUT, connect_timeout = 2, token_store = store.memory(),
+      timeout = TIMEOUT, connect_timeout = 2,
+      token_store = store.file(("%s/tokens-%d.json"):format(store_dir, clients)),
       sleep = function() end,          -- backoff never waits
     }
     for k, v in pairs(extra or {}) do opts[k] = v end
@@ -143,6 +168,19 @@ describe("fault suite #once", function()
     local t0 = core.now()
     local res, err, details = op.call(c, p)
     local elapsed = core.now() - t0
+    -- counted before the asserts below, so the tally is what happened, not what was hoped
+    tally.runs = tally.runs + 1
+    if not res then
+      tally.failed = tally.failed + 1
+      if op.media and (helper.read(p.dest) ~= "previous content" or helper.mtime(p.dest) ~= p.mtime) then
+        tally.destinations_changed = tally.destinations_changed + 1
+      end
+      if err:find(helper.SECRET, 1, true) or err:find("86_", 1, true) then
+        tally.secrets_in_messages = tally.secrets_in_messages + 1
+      end
+    end
+    if #helper.ls(dir) ~= 1 then tally.files_left = tally.files_left + 1 end
+    tally.locks_left = tally.locks_left + held_locks()
     local attempts = retried + 1
     local what = ("%s under %s (count %d, seed %d)"):format(opname, f.kind, f.count, seed)
     -- no hang: every attempt ends by its timeout (plus a generous margin for a loaded machine)
@@ -191,6 +229,12 @@ describe("fault suite #once", function()
       end)
     end
   end
+
+  it("all runs together: no destination changed, no file or lock left, no secret in a message", function()
+    assert.equal(4 * #KINDS * RUNS, tally.runs)
+    assert.same({ 0, 0, 0, 0 }, { tally.destinations_changed, tally.files_left, tally.locks_left,
+      tally.secrets_in_messages })
+  end)
 
   describe("disk faults on get", function()
     local c, media_id, mnt

@@ -133,6 +133,32 @@ function Emulator:fault(spec) return checked(self, "POST", "fault", spec) end
 function Emulator:clock(seconds) return checked(self, "POST", "clock", { advance = seconds }) end
 function Emulator:log() return checked(self, "GET", "log") end
 
+-- A user writes to an account (POST /__emulator/user/message): msg = { appid, openid, msg_type =
+-- "text"|"image"|"voice"|"event", content, media_id, event, wait }. Returns the delivery record
+-- ({ msg_id, openid, state, outcome, attempts, request, reply, ... }): delivered when wait is true.
+function Emulator:user_message(msg) return checked(self, "POST", "user/message", msg) end
+
+-- What the emulator knows of a user: { subscribed, last_message_at, window_ends_at, custom_sent, received }.
+function Emulator:user(openid, appid)
+  return checked(self, "GET", "user?openid=" .. openid .. (appid and "&appid=" .. appid or ""))
+end
+
+-- What a user received, oldest first: { via = "custom"|"passive"|"wechat", msgtype, [msgtype] = {...}, ... }.
+function Emulator:received(openid, appid) return self:user(openid, appid).received end
+
+function Emulator:delivery(msg_id) return checked(self, "GET", "delivery?msg_id=" .. msg_id) end
+
+-- Waits until the delivery of msg_id is done (at most `timeout` seconds, 60 by default); returns it.
+function Emulator:wait_delivery(msg_id, timeout)
+  local deadline = os.time() + (timeout or 60)
+  while true do
+    local rec = self:delivery(msg_id)
+    if rec.state == "done" then return rec end
+    assert(os.time() <= deadline, "the delivery of " .. msg_id .. " did not end")
+    helper.sh("sleep 0.1")
+  end
+end
+
 -- Entries of the request log for one route ("token", "stable_token", "upload", "get", ...).
 function Emulator:requests(route)
   local found = {}

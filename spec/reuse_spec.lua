@@ -249,7 +249,7 @@ describe("wxmedia media_id reuse", function()
     local res, msg, details = c:media_id("voice", copy(jpg))
     assert.is_nil(res)
     assert.are.equal("input", details.kind)
-    assert.matches("voice accepts amr, mp3", msg)
+    assert.matches("voice takes AMR or MP3", msg)
     assert.is_nil((c:media_id("image", dir .. "/missing.jpg")))
     assert.are.equal(0, uploads())
     assert.has_error(function() c:media_id("image") end,

@@ -113,12 +113,12 @@ describe("wxmedia", function()
   describe("checks before upload send nothing", function()
     local cases = {
       { "unknown type", "picture", "image.jpg", "unknown media type" },
-      { "missing file", "image", "/nonexistent/x.jpg", "cannot use" },
+      { "missing file", "image", "/nonexistent/x.jpg", "cannot upload /nonexistent/x.jpg: no such file" },
       { "directory", "image", "DIR", "is a directory" },
       { "empty file", "image", "EMPTY", "is empty" },
-      { "over the limit", "thumb", "BIG", "over the 65536%-byte limit" },
-      { "wrong format for the type", "thumb", "image.png", "thumb accepts jpeg" },
-      { "not media at all", "voice", "TEXT", "voice accepts amr, mp3" },
+      { "over the limit", "thumb", "BIG", "the limit for thumb is 64 KB %(65536 bytes%)" },
+      { "wrong format for the type", "thumb", "image.png", "thumb takes JPEG" },
+      { "not media at all", "voice", "TEXT", "voice takes AMR or MP3" },
     }
     for _, case in ipairs(cases) do
       it(case[1], function()
@@ -140,7 +140,7 @@ describe("wxmedia", function()
     it("per-call limits override the client's", function()
       local c = client({ limits = { image = 100 } })
       local _, msg = note(c:upload("image", helper.fixture("image.jpg")))
-      assert.matches("over the 100%-byte limit", msg)
+      assert.matches("the limit for image is 100 bytes", msg)
       assert(note(c:upload("image", helper.fixture("image.jpg"), { limits = { image = 4096 } })))
     end)
   end)

@@ -10,14 +10,15 @@ local _M = {}
 
 local KB, MB = 1024, 1024 * 1024
 
--- Formats: the extension we send, the extensions a file may already carry, the part's Content-Type.
+-- Formats: the name people know, the extension we send, the extensions a file may already carry,
+-- the part's Content-Type.
 _M.formats = {
-  jpeg = { ext = "jpg", exts = { jpg = true, jpeg = true }, content_type = "image/jpeg" },
-  png  = { ext = "png", exts = { png = true }, content_type = "image/png" },
-  gif  = { ext = "gif", exts = { gif = true }, content_type = "image/gif" },
-  amr  = { ext = "amr", exts = { amr = true }, content_type = "audio/amr" },
-  mp3  = { ext = "mp3", exts = { mp3 = true }, content_type = "audio/mpeg" },
-  mp4  = { ext = "mp4", exts = { mp4 = true }, content_type = "video/mp4" },
+  jpeg = { label = "JPEG", ext = "jpg", exts = { jpg = true, jpeg = true }, content_type = "image/jpeg" },
+  png  = { label = "PNG", ext = "png", exts = { png = true }, content_type = "image/png" },
+  gif  = { label = "GIF", ext = "gif", exts = { gif = true }, content_type = "image/gif" },
+  amr  = { label = "AMR", ext = "amr", exts = { amr = true }, content_type = "audio/amr" },
+  mp3  = { label = "MP3", ext = "mp3", exts = { mp3 = true }, content_type = "audio/mpeg" },
+  mp4  = { label = "MP4", ext = "mp4", exts = { mp4 = true }, content_type = "video/mp4" },
 }
 
 -- Types: the formats each accepts (in the order messages list them). Limits are today's documented
@@ -144,7 +145,34 @@ local function type_names()
   local names = {}
   for name in pairs(_M.types) do names[#names + 1] = name end
   sort(names)
-  return concat(names, ", ")
+  return names
+end
+
+-- "A, B or C".
+local function one_of(list)
+  if #list == 1 then return list[1] end
+  return concat(list, ", ", 1, #list - 1) .. " or " .. list[#list]
+end
+
+-- "11 MB (11534340 bytes)": a size as people read it, with the exact figure.
+function _M.size_text(n)
+  local text
+  if n >= MB then
+    text = format("%.1f MB", n / MB):gsub("%.0 MB", " MB")
+  elseif n >= KB then
+    text = format("%.1f KB", n / KB):gsub("%.0 KB", " KB")
+  else
+    return format("%d bytes", n)
+  end
+  return format("%s (%d bytes)", text, n)
+end
+
+-- The message of a type that is not one: the closest name, and the list.
+function _M.unknown_type(mtype)
+  local names = type_names()
+  local hint = type(mtype) == "string" and require("wxmedia.config").suggest(mtype:lower(), names)
+  return format("unknown media type '%s'%s; use %s", tostring(mtype),
+    hint and (" (did you mean '" .. hint .. "'?)") or "", one_of(names))
 end
 
 -- Checks a file before anything is sent. opts: { limits = {type = bytes}, stat = function(path, n) }.
@@ -154,26 +182,29 @@ function _M.check(mtype, path, opts)
   opts = opts or {}
   local t = _M.types[mtype]
   if not t then
-    return errors.input(format("upload: unknown media type '%s' (expected one of %s)",
-      tostring(mtype), type_names()))
+    return errors.input(format("cannot upload %s: %s", path, _M.unknown_type(mtype)))
   end
   -- The C core's stat also returns the first SNIFF_BYTES bytes (head); other stat functions ignore
   -- the second argument, and then the file is read here.
   local st, serr = (opts.stat or io_stat)(path, _M.SNIFF_BYTES)
   if not st then
-    return errors.input(format("upload: cannot use '%s': %s", path, tostring(serr)))
+    -- the core says "cannot access <path>: <why>": the path is named once, here
+    local why = tostring(serr)
+    local a, b = why:find("cannot access " .. path .. ": ", 1, true)
+    if a == 1 then why = why:sub(b + 1) end
+    return errors.input(format("cannot upload %s: %s", path, why))
   end
   if st.type == "directory" then
-    return errors.input(format("upload: '%s' is a directory, not a file", path))
+    return errors.input(format("cannot upload %s: it is a directory, not a file", path))
   elseif st.type ~= "file" then
-    return errors.input(format("upload: '%s' is not a regular file", path))
+    return errors.input(format("cannot upload %s: it is not a regular file", path))
   elseif st.size == 0 then
-    return errors.input(format("upload: '%s' is empty", path))
+    return errors.input(format("cannot upload %s: the file is empty", path))
   end
   local limit = (opts.limits and opts.limits[mtype]) or _M.DEFAULT_LIMITS[mtype]
   if st.size > limit then
-    return errors.input(format("upload: '%s' is %d bytes, over the %d-byte limit for %s",
-      path, st.size, limit, mtype))
+    return errors.input(format("cannot upload %s: the file is %s; the limit for %s is %s", path,
+      _M.size_text(st.size), mtype, _M.size_text(limit)))
   end
   local head, oerr = st.head, nil
   if type(head) ~= "string" then
@@ -183,7 +214,7 @@ function _M.check(mtype, path, opts)
     if f then f:close() end
   end
   if not head then
-    return errors.input(format("upload: cannot read '%s': %s", path, tostring(oerr or "read failed")))
+    return errors.input(format("cannot upload %s: cannot read it: %s", path, tostring(oerr or "read failed")))
   end
   local fmt = _M.sniff(head)
   local allowed = false
@@ -191,8 +222,11 @@ function _M.check(mtype, path, opts)
     if name == fmt then allowed = true end
   end
   if not allowed then
-    return errors.input(format("upload: '%s' is %s; %s accepts %s", path,
-      fmt and ("a " .. fmt .. " file") or "not a format wechat accepts", mtype, concat(t.formats, ", ")))
+    local takes = {}
+    for i, name in ipairs(t.formats) do takes[i] = _M.formats[name].label end
+    return errors.input(format("cannot upload %s as %s: it is %s; %s takes %s", path, mtype,
+      fmt and ("a " .. _M.formats[fmt].label .. " file") or "not a format WeChat accepts", mtype,
+      one_of(takes)))
   end
   local info = _M.formats[fmt]
   return {

@@ -10,6 +10,7 @@ local pcall, setmetatable, tonumber, tostring, type = pcall, setmetatable, tonum
 local format = string.format
 local cjson = require("cjson.safe").new()
 local answer = require "wxmedia.answer"
+local config = require "wxmedia.config"
 local errors = require "wxmedia.errors"
 local redact = require "wxmedia.redact"
 local store_mod = require "wxmedia.store"
@@ -119,7 +120,7 @@ end
 
 -- One request to WeChat's token endpoint; returns a record { access_token, expires_at, refresh_at }.
 function _M.fetch(self, force_refresh)
-  local what = self.mode == "stable" and "stable_token" or "token"
+  local what = "cannot get an access_token for " .. who(self)
   local res, msg, details
   if self.mode == "stable" then
     res, msg, details = self.transport:request("POST", "/cgi-bin/stable_token", {
@@ -132,9 +133,7 @@ function _M.fetch(self, force_refresh)
       query = { grant_type = "client_credential", appid = self.appid, secret = self.credentials() },
     })
   end
-  if not res then
-    return nil, format("cannot get an access_token for %s: %s", who(self), msg), details
-  end
+  if not res then return nil, what .. ": " .. msg, details end
   local doc, m, d = answer.decode(what, res)
   if not doc then
     -- whatever a token endpoint refuses is a token problem, unless waiting can cure it
@@ -200,10 +199,14 @@ end
 -- The failure of a call whose token WeChat refused, when no new one can be had.
 function _M.refused(self, what, code)
   local message
-  if self.mode == "static" then
-    message = format("%s: WeChat refused the access_token given in %s (errcode %s): it may have expired "
-      .. "or been replaced; give a current one, or appid and secret so that tokens are fetched and "
-      .. "refreshed", what, self.origin or "access_token", tostring(code))
+  if self.mode == "static" and self.origin and self.origin ~= "access_token" then
+    message = format("%s: WeChat refused the access_token in %s (errcode %s): it expired or was "
+      .. "replaced; set a current one, or set %s and %s so that wxmedia fetches and refreshes tokens "
+      .. "itself", what, self.origin, tostring(code), config.ENV.appid, config.ENV.secret)
+  elseif self.mode == "static" then
+    message = format("%s: WeChat refused the access_token given to wxmedia (errcode %s): it expired or "
+      .. "was replaced; give a current one, or appid and secret so that wxmedia fetches and refreshes "
+      .. "tokens itself", what, tostring(code))
   elseif self.mode == "provider" then
     message = format("%s: WeChat refused the access_token from token_provider (errcode %s)", what,
       tostring(code))

@@ -8,12 +8,15 @@ local _M = {}
 function _M.init(opts)
   local cfg = config.build_start(opts.preset, opts.config_file)
   local state = ngx.shared.wxemu_state
-  for _, name in ipairs { "wxemu_state", "wxemu_tokens", "wxemu_media", "wxemu_faults", "wxemu_log" } do
+  for _, name in ipairs { "wxemu_state", "wxemu_tokens", "wxemu_media", "wxemu_faults", "wxemu_log",
+      "wxemu_users" } do
     ngx.shared[name]:flush_all()
   end
   state:set("start_config", config.encode(cfg))
   state:set("storage", opts.storage)
   state:set("clock_offset", 0)
+  -- the first digits of every MsgId (wxemu.callback)
+  state:set("started_at", math.floor(ngx.now()))
   config.store(cfg)
   -- every module loaded here, once, before the workers fork: one that does not load stops the start
   -- with its message, instead of failing each request later

@@ -7,7 +7,10 @@ local type, tostring, math_floor = type, tostring, math.floor
 
 local _M = {}
 
-_M.ROUTES = { token = true, stable_token = true, upload = true, get = true, jssdk = true, video = true }
+_M.ROUTES = {
+  token = true, stable_token = true, upload = true, get = true, jssdk = true, video = true,
+  custom_send = true,
+}
 
 local KINDS = {
   status = true, errcode = true, delay = true, drip = true,
@@ -45,7 +48,7 @@ function _M.check(spec)
   local route, kind = spec.route, spec.kind
   if route ~= "*" and not _M.ROUTES[route] then
     return nil, "unknown route " .. tostring(route)
-      .. " (token, stable_token, upload, get, jssdk, video or *)"
+      .. " (token, stable_token, upload, get, jssdk, video, custom_send or *)"
   end
   if not KINDS[kind] then return nil, "unknown kind " .. tostring(kind) end
   local count = spec.count == nil and 1 or spec.count

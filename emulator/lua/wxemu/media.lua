@@ -177,13 +177,14 @@ end
 
 -- The metadata of a media that `appid` (nil: anyone) may still fetch, or nil.
 local function live_media(media_id, appid)
-  if not media_id or #media_id ~= 64 or media_id:find("[^%w_%-]") then return nil end
+  if type(media_id) ~= "string" or #media_id ~= 64 or media_id:find("[^%w_%-]") then return nil end
   local meta = cjson.decode(dict:get(media_id) or "")
   if not meta then return nil end
   if appid and meta.appid ~= appid then return nil end
   if clock.now() - meta.created_at >= config.get().media_ttl then return nil end
   return meta
 end
+_M.live = live_media
 
 local function read_file(media_id)
   local f = io_open(path_of(media_id), "rb")

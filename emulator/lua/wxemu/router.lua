@@ -5,6 +5,7 @@ local token_api = require "wxemu.token_api"
 local media = require "wxemu.media"
 local wx = require "wxemu.wx"
 local send = require "wxemu.send"
+local message = require "wxemu.message"
 local redact = require "wxemu.redact"
 
 local ngx = ngx
@@ -17,6 +18,7 @@ local ROUTES = {
   ["/cgi-bin/media/upload"] = { "upload", media.upload },
   ["/cgi-bin/media/get"] = { "get", media.get },
   ["/cgi-bin/media/get/jssdk"] = { "jssdk", media.jssdk },
+  ["/cgi-bin/message/custom/send"] = { "custom_send", message.custom_send },
 }
 
 local HTML = {
