@@ -95,8 +95,8 @@ describe("wxmedia.media", function()
       local big = helper.write(dir .. "/big.jpg", jpeg .. ("\0"):rep(64 * 1024))
       check_fails("thumb", big, "the limit for thumb is 64 KB %(65536 bytes%)")
       assert.truthy(media.check("image", big))
-      check_fails("image", helper.fixture("image.jpg"), "1.9 KB %(1980 bytes%); the limit for image is 1000 bytes",
-        { limits = { image = 1000 } })
+      check_fails("image", helper.fixture("image.jpg"),
+        "1.9 KB %(1980 bytes%); the limit for image is 1000 bytes", { limits = { image = 1000 } })
     end)
 
     it("refuses a format the type does not accept, judged by content not name", function()
