@@ -1,8 +1,9 @@
 -- Benchmark 1: many small uploads. N 64 KB JPEG uploads by each contender, every repetition running
 -- all of them one after the other against one emulator (reset before each, so every contender finds
 -- the same empty server). The figure is each contender's throughput as a ratio to the plain C loop's
--- in the same repetition (its time / the contender's time). Two of them upload C at a time
--- (BENCH_CONCURRENCY): the C multi loop (libcurl's multi interface, nothing else) and upload_many.
+-- in the same repetition (its time / the contender's time). Two of them upload C at a time, for
+-- each C of BENCH_CONCURRENCY: the C multi loop (libcurl's multi interface, nothing else) and
+-- upload_many.
 -- The fast contenders (C and wxmedia) run BENCH_UPLOAD_BLOCKS blocks of N per repetition, in rotated
 -- order, and a repetition's figure is the median of its blocks: 1000 uploads take a tenth of a second
 -- here, and one burst of load from elsewhere would otherwise make a repetition.
@@ -15,21 +16,31 @@ local M = {}
 local NO_TRIM = "GLIBC_TUNABLES=glibc.malloc.trim_threshold=67108864"
 M.NO_TRIM = NO_TRIM
 
+-- The C multi loop and upload_many at each concurrency (BENCH_CONCURRENCY, a list).
+local function concurrent(emu, input, n, c_multi, conc, url)
+  local list = {}
+  for _, k in ipairs(conc) do
+    list[#list + 1] = { key = "c_multi_" .. k, name = ("C multi loop, %d handles"):format(k), fast = true,
+      run = function()
+        return lib.measure(("%s %s %s %d %d %s"):format(lib.q(c_multi), lib.q(url(emu:token())),
+          lib.q(input), n, k, lib.q(input:match("[^/]+$"))), "c_multi")
+      end }
+    list[#list + 1] = { key = "many_" .. k, name = ("wxmedia upload_many, concurrency %d"):format(k),
+      many = k, fast = true, run = function()
+        return lib.measure(("%s many %s image %s %d %d"):format(lib.lua_cmd("wx_client.lua"),
+          lib.q(emu.base_url), lib.q(input), n, k), "wxmedia upload_many")
+      end }
+  end
+  return list
+end
+
 local function contenders(emu, input, n, n_curl, c_loop, c_multi, conc)
   local function url(tok) return emu:upload_url(tok, "image") end
-  return {
+  local list = {
     -- the C loops send the filename wxmedia sends (the file's own: it has the jpg extension)
     { key = "c_loop", name = "C loop, one libcurl handle", fast = true, run = function()
       return lib.measure(("%s %s %s %d %s"):format(lib.q(c_loop), lib.q(url(emu:token())),
         lib.q(input), n, lib.q(input:match("[^/]+$"))), "c_loop")
-    end },
-    { key = "c_multi", name = ("C multi loop, %d handles"):format(conc), fast = true, run = function()
-      return lib.measure(("%s %s %s %d %d %s"):format(lib.q(c_multi), lib.q(url(emu:token())),
-        lib.q(input), n, conc, lib.q(input:match("[^/]+$"))), "c_multi")
-    end },
-    { key = "many", name = ("wxmedia upload_many, concurrency %d"):format(conc), fast = true, run = function()
-      return lib.measure(("%s many %s image %s %d %d"):format(lib.lua_cmd("wx_client.lua"),
-        lib.q(emu.base_url), lib.q(input), n, conc), "wxmedia upload_many")
     end },
     { key = "wxmedia", name = "wxmedia client (wxmedia.new)", fast = true, run = function()
       return lib.measure(("%s loop %s image %s %d"):format(lib.lua_cmd("wx_client.lua"), lib.q(emu.base_url),
@@ -58,6 +69,8 @@ local function contenders(emu, input, n, n_curl, c_loop, c_multi, conc)
         lib.q(emu.base_url), lib.q(input), n), "python requests")
     end },
   }
+  for k, c in ipairs(concurrent(emu, input, n, c_multi, conc, url)) do table.insert(list, 1 + k, c) end
+  return list
 end
 
 function M.run(ctx)
@@ -65,7 +78,8 @@ function M.run(ctx)
   -- one process per file: every file costs the same whatever their number, so fewer files give the
   -- same rate (1000 would take minutes of process start-ups per repetition)
   local n_curl = math.floor(lib.env_number("BENCH_CURL_UPLOADS", math.min(n, 200)))
-  local conc = math.floor(lib.env_number("BENCH_CONCURRENCY", 4))
+  local conc = {}
+  for k in (os.getenv("BENCH_CONCURRENCY") or "4,8"):gmatch("%d+") do conc[#conc + 1] = tonumber(k) end
   local blocks = math.max(1, math.floor(lib.env_number("BENCH_UPLOAD_BLOCKS", 5)))
   local emu = ctx.emulator
   local list = contenders(emu, ctx.inputs.jpeg64k, n, n_curl, ctx.c_loop, ctx.c_multi, conc)
@@ -125,7 +139,7 @@ function M.run(ctx)
       r.goal = ">= 0.90, > every peer"
       r.pass = wx.median >= 0.9 and wx.median > best_peer
       r.note = ("best peer: %s, %.2f; %s"):format(best_peer_name, best_peer, spread(values))
-    elseif c.key == "many" then
+    elseif c.many then
       r.goal = ">= 1.60"
       r.pass = lib.stats(values).median >= 1.6
       r.note = spread(values)
@@ -134,8 +148,8 @@ function M.run(ctx)
         .. "count"):format(n_curl)
     end
     lib.row(r)
-    if c.key == "many" then
-      local v = ratios("many", "c_multi")
+    if c.many then
+      local v = ratios(c.key, "c_multi_" .. c.many)
       lib.row({ bench = "1", what = c.name, ref = "C multi loop", unit = "x throughput", values = v,
         goal = ">= 0.90", pass = lib.stats(v).median >= 0.9, note = spread(v) })
     end
