@@ -99,21 +99,41 @@ describe("upload_many and get_many", function()
   it("a token refused in the middle of a batch is replaced once; every item it failed replays", function()
     local c = client()
     local list = {}
-    for i = 1, 10 do list[i] = { "image", helper.fixture("image.jpg") } end
+    for i = 1, 12 do list[i] = { "image", helper.fixture("image.jpg") } end
     local done = 0
+    -- after the third item, the token expires on the server's clock (the client's clock still finds
+    -- it fresh): every upload sent with it from then on is refused with 42001
     local results, failed = c:upload_many(list, { concurrency = 4, on_item = function()
       done = done + 1
-      if done == 3 then emu:fault({ route = "upload", kind = "errcode", errcode = 40001, count = 4 }) end
+      if done == 3 then emu:clock(7201) end
     end })
     assert.equal(0, failed)
     for _, r in ipairs(results) do assert.is_string(r[1].media_id) end
     local refused = 0
     for _, e in ipairs(emu:requests("upload")) do
-      if e.errcode == 40001 then refused = refused + 1 end
+      if e.errcode == 42001 then refused = refused + 1 end
     end
-    assert.equal(4, refused)
-    assert.equal(14, #emu:requests("upload"))
-    -- the first token, then one refresh for the four refusals
+    assert.is_true(refused >= 1, "no upload was refused")
+    assert.equal(12 + refused, #emu:requests("upload"))
+    -- the first token, then one refresh for every refusal
+    assert.equal(2, #emu:requests("stable_token"))
+  end)
+
+  it("a token that expired before the batch: its first uploads, refused at once, cost one refresh", function()
+    local c = client()
+    assert(c:token())
+    emu:clock(7201)     -- on the server's clock only: the client still finds its token fresh
+    local list = {}
+    for i = 1, 8 do list[i] = { "image", helper.fixture("image.jpg") } end
+    local results, failed = c:upload_many(list, { concurrency = 4 })
+    assert.equal(0, failed)
+    assert.equal(8, #results)
+    local refused = 0
+    for _, e in ipairs(emu:requests("upload")) do
+      if e.errcode == 42001 then refused = refused + 1 end
+    end
+    assert.equal(4, refused)        -- the four that started together
+    assert.equal(12, #emu:requests("upload"))
     assert.equal(2, #emu:requests("stable_token"))
   end)
 
@@ -141,7 +161,7 @@ describe("upload_many and get_many", function()
 
     emu:reset()
     emu:fault({ route = "upload", kind = "status", status = 503, count = 2 })
-    emu:fault({ route = "upload", kind = "reset_request" })
+    emu:fault({ route = "upload", kind = "errcode", errcode = -1 })    -- WeChat busy: retried too
     local retried = {}
     local function on_retry(n, msg, details, wait, i)
       retried[#retried + 1] = { n = n, i = i, kind = details.kind, wait = wait, msg = msg }
@@ -149,11 +169,15 @@ describe("upload_many and get_many", function()
     failed = select(2, client({ retries = 2 }):upload_many(list, { on_retry = on_retry }))
     assert.equal(0, failed)
     assert.equal(3, #retried)
+    local items = {}
     for _, r in ipairs(retried) do
       assert.equal(1, r.n)
-      assert.is_number(r.i)
-      assert.is_true(r.kind == "http" or r.kind == "transfer", r.kind)
+      assert.is_true(r.kind == "http" or r.kind == "api", r.kind)
+      items[r.i] = true
     end
+    local n = 0
+    for _ in pairs(items) do n = n + 1 end
+    assert.equal(3, n)      -- three items retried, once each
     assert.equal(11, #emu:requests("upload"))
   end)
 
