@@ -74,6 +74,7 @@ lib.mkdir(lib.out)
 local ctx = {
   inputs = require("inputs").make(),
   c_loop = assert(os.getenv("WXMEDIA_BENCH_CLOOP"), "bench/run compiles c_loop"),
+  c_multi = assert(os.getenv("WXMEDIA_BENCH_CMULTI"), "bench/run compiles c_multi"),
   machine = machine(),
 }
 lib.log("machine: %s", ctx.machine)

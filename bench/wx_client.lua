@@ -3,6 +3,8 @@
 --
 --   wx_client.lua loop BASE_URL TYPE PATH N      N sequential uploads after a warm-up upload
 --                                                (token cached, connection open)
+--   wx_client.lua many BASE_URL TYPE PATH N C    N uploads through one upload_many, C at once, after a
+--                                                warm-up batch of C (token cached, connections open)
 --   wx_client.lua upload BASE_URL TYPE PATH      one upload, token fetched before the clock starts
 --   wx_client.lua get BASE_URL MEDIA_ID OUT      one get into OUT, token fetched before the clock
 --   wx_client.lua get_nofsync BASE_URL MEDIA_ID OUT   the same get through a core session made with
@@ -33,6 +35,21 @@ if mode == "loop" then
   check(c:upload(mtype, path))
   local t0 = core.now()
   for _ = 1, n do check(c:upload(mtype, path)) end
+  print(("%.6f"):format(core.now() - t0))
+elseif mode == "many" then
+  local mtype, path, n, conc = arg[3], arg[4], assert(tonumber(arg[5])), assert(tonumber(arg[6]))
+  local c = client()
+  local function batch(k)
+    local list = {}
+    for i = 1, k do list[i] = { mtype, path } end
+    local results, failed = c:upload_many(list, { concurrency = conc })
+    if failed ~= 0 then
+      for _, r in ipairs(results) do if not r[1] then check(nil, r[2]) end end
+    end
+  end
+  batch(conc)
+  local t0 = core.now()
+  batch(n)
   print(("%.6f"):format(core.now() - t0))
 elseif mode == "upload" then
   local mtype, path = arg[3], arg[4]

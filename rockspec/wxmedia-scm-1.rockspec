@@ -40,8 +40,8 @@ build = {
     ["wxmedia.core"] = {
       sources = {
         "src/address.c", "src/buffer.c", "src/clock.c", "src/core.c", "src/digest.c", "src/download.c",
-        "src/errors.c", "src/fs.c", "src/lock.c", "src/request.c", "src/response.c", "src/session.c",
-        "src/temp.c", "src/transfer.c", "src/upload.c", "src/upload_source.c", "src/url.c",
+        "src/errors.c", "src/fs.c", "src/lock.c", "src/multi.c", "src/request.c", "src/response.c",
+        "src/session.c", "src/temp.c", "src/transfer.c", "src/upload.c", "src/upload_source.c", "src/url.c",
       },
       defines = { "_DEFAULT_SOURCE" },
       libraries = { "curl", "crypto" },
@@ -60,6 +60,7 @@ build = {
     ["wxmedia.client"] = "lua/wxmedia/client.lua",
     ["wxmedia.config"] = "lua/wxmedia/config.lua",
     ["wxmedia.errors"] = "lua/wxmedia/errors.lua",
+    ["wxmedia.many"] = "lua/wxmedia/many.lua",
     ["wxmedia.media"] = "lua/wxmedia/media.lua",
     ["wxmedia.ngx"] = "lua/wxmedia/ngx.lua",
     ["wxmedia.ngx.abort"] = "lua/wxmedia/ngx/abort.lua",

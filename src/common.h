@@ -62,6 +62,7 @@ typedef struct wxm_session {
   CURL *curl;                     /* NULL once closed */
   char *base_url;                 /* without a trailing slash */
   wxm_buf body;                   /* the current call's in-memory body */
+  wxm_buf upload_url, upload_key; /* the last upload's URL, and the token and type it holds */
   curl_mime *mime;                /* the current upload's form */
   struct curl_slist *headers;     /* the current call's extra request headers */
   int fsync;                      /* flush a downloaded file to disk before renaming it */
@@ -71,6 +72,9 @@ typedef struct wxm_session {
 
 wxm_session *wxm_check_session (lua_State *L);
 int wxm_field (lua_State *L, int idx, const char *key, int type);
+void wxm_session_check_options (lua_State *L, int idx);
+void wxm_session_setup (lua_State *L, int idx, wxm_session *s);
+void wxm_session_release (wxm_session *s);
 void wxm_session_open (lua_State *L);
 /* }====== */
 
@@ -111,8 +115,7 @@ typedef struct wxm_transfer {
   int follow;                     /* follow redirects (fetch) */
   int block_private;              /* refuse to connect to a private address (fetch) */
   char blocked[64];               /* the private address refused, as text */
-  const char *fail_kind;          /* a failure a callback found, reported after perform */
-  char fail_msg[1024];
+  const char *fail_kind;          /* a failure a callback found, reported after perform (fail_msg) */
   /* an upload: the file, opened once, sent as exactly upload_size bytes */
   const char *upload_path;
   int upload_fd;
@@ -129,6 +132,8 @@ typedef struct wxm_transfer {
   int fd;                         /* where the body goes: tmp.fd, or the in-place destination */
   curl_off_t written;
   int has_cd;
+  /* the large buffers last: wxm_transfer_init clears what comes before them */
+  char fail_msg[1024];
   char cd[WXM_CD_MAX];            /* Content-Disposition of the final response */
 } wxm_transfer;
 
@@ -136,6 +141,7 @@ void wxm_transfer_init (wxm_transfer *t, lua_State *L, wxm_session *s);
 int wxm_table_arg (lua_State *L, int arg);
 void wxm_transfer_options (lua_State *L, wxm_transfer *t, int opts, int allow_max_body);
 int wxm_call (wxm_transfer *t, int nargs, int nresults);
+CURLcode wxm_transfer_attach (wxm_transfer *t);
 CURLcode wxm_perform (lua_State *L, wxm_transfer *t);
 void wxm_transfer_end (wxm_transfer *t);
 void wxm_defer (wxm_transfer *t, const char *kind, const char *fmt, ...) WXM_PRINTF(3, 4);
@@ -145,6 +151,7 @@ int wxm_body_add (wxm_transfer *t, const char *p, size_t n);
 long wxm_status (wxm_transfer *t);
 const char *wxm_content_type (wxm_transfer *t);
 void wxm_transfer_open (lua_State *L);   /* the no-op tick, in the registry */
+void wxm_push_noop (lua_State *L);
 /* }====== */
 
 /* {====== download.c / upload.c / request.c: the session's methods ====== */
@@ -152,6 +159,22 @@ int wxm_s_get (lua_State *L);
 int wxm_s_fetch (lua_State *L);
 int wxm_s_upload (lua_State *L);
 int wxm_s_request (lua_State *L);
+/*
+** The same calls in two halves, for the multi interface (multi.c): prepare reads the arguments
+** from index 2 on (as the methods do), checks them and sets up t on s without performing it;
+** it returns 0, or the count of the failure it pushed (nil, message, kind: nothing to perform).
+** Everything t needs stays on the stack above the arguments (multi.c keeps that frame alive).
+** finish turns the outcome of the performed transfer into the method's return values.
+*/
+int wxm_upload_prepare (lua_State *L, wxm_session *s, wxm_transfer *t);
+int wxm_upload_finish (lua_State *L, wxm_transfer *t, CURLcode rc);
+int wxm_get_prepare (lua_State *L, wxm_session *s, wxm_transfer *t);
+int wxm_fetch_prepare (lua_State *L, wxm_session *s, wxm_transfer *t);
+int wxm_download_finish (lua_State *L, wxm_transfer *t, CURLcode rc);
+/* }====== */
+
+/* {====== multi.c: many transfers at once on one thread (libcurl's multi interface) ====== */
+void wxm_multi_open (lua_State *L);     /* core.multi */
 /* }====== */
 
 /* {====== upload_source.c: an upload's bytes from memory or from a Lua reader (t->source) ====== */

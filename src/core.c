@@ -54,6 +54,7 @@ WXMEDIA_API int luaopen_wxmedia_core (lua_State *L) {
   lua_setfield(L, -2, "curl_version");
   wxm_transfer_open(L);
   wxm_session_open(L);
+  wxm_multi_open(L);
   wxm_fs_open(L);
   wxm_digest_open(L);
   wxm_clock_open(L);

@@ -327,7 +327,8 @@ static int commit_file (lua_State *L, wxm_transfer *t) {
   return push_file_result(L, t, ct);
 }
 
-static int finish (lua_State *L, wxm_transfer *t, CURLcode rc) {
+/* The outcome of a performed get or fetch: the file result, the body result, or the failure. */
+int wxm_download_finish (lua_State *L, wxm_transfer *t, CURLcode rc) {
   if (rc != CURLE_OK || t->aborted != WXM_NOT_ABORTED) {
     wxm_transfer_end(t);
     return wxm_push_failure(L, t, rc);
@@ -349,7 +350,7 @@ static void download_options (lua_State *L, wxm_transfer *t, int opts) {
 }
 
 /* Shared by get and fetch: the URL is in s->body (scratch). Nothing is requested for a bad path. */
-static int download (lua_State *L, wxm_transfer *t, const char *path) {
+static int download_prepare (lua_State *L, wxm_transfer *t, const char *path) {
   wxm_session *s = t->s;
   CURLcode rc;
   if (!destination(t, path)) return fail_end(L, t);
@@ -357,30 +358,39 @@ static int download (lua_State *L, wxm_transfer *t, const char *path) {
   t->write = download_write;
   rc = curl_easy_setopt(s->curl, CURLOPT_URL, s->body.data);
   if (rc == CURLE_OK) rc = curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
-  if (rc == CURLE_OK) rc = wxm_perform(L, t);
-  return finish(L, t, rc);
+  if (rc != CURLE_OK) {
+    wxm_transfer_end(t);
+    return wxm_push_failure(L, t, rc);
+  }
+  return 0;
 }
 
 /* s:get(access_token, media_id, path [, opts]) */
 int wxm_s_get (lua_State *L) {
   wxm_session *s = wxm_check_session(L);
+  wxm_transfer t;
+  int failed = wxm_get_prepare(L, s, &t);
+  if (failed != 0) return failed;
+  return wxm_download_finish(L, &t, wxm_perform(L, &t));
+}
+
+int wxm_get_prepare (lua_State *L, wxm_session *s, wxm_transfer *t) {
   size_t tokenlen, idlen, pathlen;
   const char *token = luaL_checklstring(L, 2, &tokenlen);
   const char *media_id = luaL_checklstring(L, 3, &idlen);
   const char *path = luaL_checklstring(L, 4, &pathlen);
   int opts = wxm_table_arg(L, 5), jssdk = 0;
-  wxm_transfer t;
-  wxm_transfer_init(&t, L, s);
+  wxm_transfer_init(t, L, s);
   if (opts != 0) {
     jssdk = wxm_field(L, opts, "jssdk", LUA_TBOOLEAN) && lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
-  download_options(L, &t, opts);
-  wxm_transfer_options(L, &t, opts, 1);
+  download_options(L, t, opts);
+  wxm_transfer_options(L, t, opts, 1);
   if (WXM_HAS_NUL(token, tokenlen)) return wxm_fail(L, "input", "the access_token holds a NUL byte");
   if (WXM_HAS_NUL(media_id, idlen)) return wxm_fail(L, "input", "the media_id holds a NUL byte");
   if (WXM_HAS_NUL(path, pathlen)) return wxm_fail(L, "input", "the destination path holds a NUL byte");
-  t.media_get = 1;
+  t->media_get = 1;
   /* the URL is built in the session's buffer, so nothing leaks if Lua raises */
   wxm_buf_reset(&s->body);
   if (!wxm_url_join(&s->body, s->base_url, jssdk ? "/cgi-bin/media/get/jssdk" : "/cgi-bin/media/get")
@@ -388,31 +398,37 @@ int wxm_s_get (lua_State *L) {
       || !wxm_url_param(&s->body, s->curl, "media_id", media_id, idlen)
       || !wxm_url_terminate(&s->body))
     return luaL_error(L, "not enough memory");
-  return download(L, &t, path);
+  return download_prepare(L, t, path);
 }
 
 /* s:fetch(url, path [, opts]): opts.allow_private lets it reach a private address */
 int wxm_s_fetch (lua_State *L) {
   wxm_session *s = wxm_check_session(L);
+  wxm_transfer t;
+  int failed = wxm_fetch_prepare(L, s, &t);
+  if (failed != 0) return failed;
+  return wxm_download_finish(L, &t, wxm_perform(L, &t));
+}
+
+int wxm_fetch_prepare (lua_State *L, wxm_session *s, wxm_transfer *t) {
   size_t urllen, pathlen;
   const char *url = luaL_checklstring(L, 2, &urllen);
   const char *path = luaL_checklstring(L, 3, &pathlen);
   int opts = wxm_table_arg(L, 4), allow_private = 0;
-  wxm_transfer t;
-  wxm_transfer_init(&t, L, s);
+  wxm_transfer_init(t, L, s);
   if (opts != 0) {
     allow_private = wxm_field(L, opts, "allow_private", LUA_TBOOLEAN) && lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
-  download_options(L, &t, opts);
-  wxm_transfer_options(L, &t, opts, 1);
+  download_options(L, t, opts);
+  wxm_transfer_options(L, t, opts, 1);
   if (WXM_HAS_NUL(url, urllen)) return wxm_fail(L, "input", "the URL holds a NUL byte");
   if (WXM_HAS_NUL(path, pathlen)) return wxm_fail(L, "input", "the destination path holds a NUL byte");
-  t.follow = 1;       /* a CDN may redirect */
-  t.block_private = !allow_private;
+  t->follow = 1;       /* a CDN may redirect */
+  t->block_private = !allow_private;
   wxm_buf_reset(&s->body);
   /* used as given: an absolute URL, never joined to base_url */
   if (!wxm_buf_add(&s->body, url, urllen) || !wxm_url_terminate(&s->body))
     return luaL_error(L, "not enough memory");
-  return download(L, &t, path);
+  return download_prepare(L, t, path);
 }

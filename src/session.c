@@ -39,7 +39,7 @@ static const struct session_option {
   { NULL, LUA_TNIL, (CURLoption)0, 0, 0 }
 };
 
-static void session_release (wxm_session *s) {
+void wxm_session_release (wxm_session *s) {
   if (s->curl != NULL) {
     curl_easy_cleanup(s->curl);   /* before the mime and lists it may still point to */
     s->curl = NULL;
@@ -51,6 +51,8 @@ static void session_release (wxm_session *s) {
   free(s->base_url);
   s->base_url = NULL;
   wxm_buf_free(&s->body);
+  wxm_buf_free(&s->upload_url);
+  wxm_buf_free(&s->upload_key);
 }
 
 /*
@@ -67,7 +69,7 @@ wxm_session *wxm_check_session (lua_State *L) {
 
 /* {====== options ====== */
 
-static void check_known_options (lua_State *L, int idx) {
+void wxm_session_check_options (lua_State *L, int idx) {
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     int known = 0;
@@ -182,36 +184,45 @@ static int set_base_url (lua_State *L, int idx, wxm_session *s) {
 
 /* }====== */
 
+/*
+** Makes s (zeroed, owned by a userdata whose __gc releases it) a ready session: its base URL, an
+** easy handle, the options of the table at idx (0: none, else checked by
+** wxm_session_check_options). Raises on failure. Also used for the easy handles of a multi.
+*/
+void wxm_session_setup (lua_State *L, int idx, wxm_session *s) {
+  CURLcode rc;
+  s->fsync = 1;
+  if (!set_base_url(L, idx, s)) luaL_error(L, "not enough memory");
+  if ((s->curl = curl_easy_init()) == NULL) luaL_error(L, "curl_easy_init failed");
+  rc = apply_options(L, idx, s);
+  if (rc != CURLE_OK) {
+    wxm_session_release(s);
+    luaL_error(L, "cannot set session options: %s", curl_easy_strerror(rc));
+  }
+}
+
 /* core.session([opts]) */
 static int session_new (lua_State *L) {
   int idx = 0;
   wxm_session *s;
-  CURLcode rc;
 
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
     idx = 1;
-    check_known_options(L, idx);
+    wxm_session_check_options(L, idx);
   }
   lua_settop(L, 1);
   s = (wxm_session *)lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);                /* closed: s->curl == NULL */
-  s->fsync = 1;
   luaL_setmetatable(L, WXMEDIA_SESSION);
-  if (!set_base_url(L, idx, s)) return luaL_error(L, "not enough memory");
-  if ((s->curl = curl_easy_init()) == NULL) return luaL_error(L, "curl_easy_init failed");
-  rc = apply_options(L, idx, s);
-  if (rc != CURLE_OK) {
-    session_release(s);
-    return luaL_error(L, "cannot set session options: %s", curl_easy_strerror(rc));
-  }
+  wxm_session_setup(L, idx, s);
   return 1;
 }
 
 static int session_close (lua_State *L) {
   wxm_session *s = (wxm_session *)luaL_checkudata(L, 1, WXMEDIA_SESSION);
   if (s->busy) luaL_error(L, "attempt to close a busy " WXMEDIA_SESSION " (from its own progress function)");
-  session_release(s);
+  wxm_session_release(s);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 ** C resources (temp file, form, headers, open files) are released.
 */
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,9 +35,17 @@ void wxm_transfer_open (lua_State *L) {
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
+/* Pushes the no-op tick (multi.c calls it between the rounds of its transfers). */
+void wxm_push_noop (lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&tick_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
 void wxm_transfer_init (wxm_transfer *t, lua_State *L, wxm_session *s) {
   wxm_temp none = WXM_TEMP_NONE;
-  memset(t, 0, sizeof *t);
+  /* 2 KiB of buffers are only read once written: cleared to their first byte (an upload's cost) */
+  memset(t, 0, offsetof(wxm_transfer, fail_msg));
+  t->fail_msg[0] = t->cd[0] = '\0';
   t->L = L;
   t->s = s;
   t->fd = -1;
@@ -114,6 +123,7 @@ int wxm_body_add (wxm_transfer *t, const char *p, size_t n) {
 static size_t write_cb (char *p, size_t size, size_t nmemb, void *ud) {
   wxm_transfer *t = (wxm_transfer *)ud;
   size_t n = size * nmemb;
+  if (t->aborted != WXM_NOT_ABORTED) return 0;        /* stopped (multi.c's cancel): no Lua */
   if (t->write != NULL) return t->write(t, p, n);
   return wxm_body_add(t, p, n) ? n : 0;
 }
@@ -187,11 +197,8 @@ static int prereq_cb (void *ud, char *ip, char *local_ip, int port, int local_po
 
 /* }====== */
 
-/*
-** Runs the call. L is the state (or coroutine) of this very call: the Lua callbacks run in it, so
-** it is set right before curl_easy_perform, never kept from an earlier call.
-*/
-CURLcode wxm_perform (lua_State *L, wxm_transfer *t) {
+/* Points the handle's callbacks at t (and the call's headers): before a perform or a multi add. */
+CURLcode wxm_transfer_attach (wxm_transfer *t) {
   CURL *c = t->s->curl;
   CURLcode rc = CURLE_OK;
   int guard = t->block_private;
@@ -200,8 +207,11 @@ CURLcode wxm_perform (lua_State *L, wxm_transfer *t) {
 #define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val)
   SET(CURLOPT_WRITEFUNCTION, write_cb);
   SET(CURLOPT_WRITEDATA, (void *)t);
-  SET(CURLOPT_HEADERFUNCTION, header_cb);
-  SET(CURLOPT_HEADERDATA, (void *)t);
+  /* a download's Content-Disposition; an upload's or a request's answer has no use for one (and
+     without a header function, the header data must be NULL too, or libcurl writes the headers
+     into the body) */
+  SET(CURLOPT_HEADERFUNCTION, t->write != NULL ? header_cb : (curl_write_callback)NULL);
+  SET(CURLOPT_HEADERDATA, t->write != NULL ? (void *)t : NULL);
   SET(CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
   SET(CURLOPT_XFERINFODATA, (void *)t);
   SET(CURLOPT_NOPROGRESS, 0L);          /* always: the tick runs during every transfer */
@@ -216,10 +226,19 @@ CURLcode wxm_perform (lua_State *L, wxm_transfer *t) {
   SET(CURLOPT_FRESH_CONNECT, guard ? 1L : 0L);     /* no reused connection to check */
 #endif
 #undef SET
+  return rc;
+}
+
+/*
+** Runs the call. L is the state (or coroutine) of this very call: the Lua callbacks run in it, so
+** it is set right before curl_easy_perform, never kept from an earlier call.
+*/
+CURLcode wxm_perform (lua_State *L, wxm_transfer *t) {
+  CURLcode rc = wxm_transfer_attach(t);
   if (rc != CURLE_OK) return rc;
   t->s->busy = 1;
   t->L = L;
-  rc = curl_easy_perform(c);
+  rc = curl_easy_perform(t->s->curl);
   t->s->busy = 0;
   return rc;
 }

@@ -84,10 +84,39 @@ static const char *string_field (lua_State *L, int opts, const char *key, const 
   return def;
 }
 
+/*
+** The URL of an upload with this token and type, in s->upload_url: the last upload's when they are
+** the same (uploads in a row send the same token and type: joining and escaping them again cost 2k
+** instructions an upload, 1% of it; BENCHMARKS.md). 0 when out of memory.
+*/
+static int upload_url (wxm_session *s, const char *token, size_t tokenlen, const char *type, size_t typelen) {
+  wxm_buf *key = &s->upload_key, *url = &s->upload_url;
+  if (url->len > 0 && key->len == tokenlen + 1 + typelen && memcmp(key->data, token, tokenlen) == 0
+      && key->data[tokenlen] == '\0' && memcmp(key->data + tokenlen + 1, type, typelen) == 0)
+    return 1;
+  wxm_buf_reset(key);
+  wxm_buf_reset(url);
+  if (wxm_buf_add(key, token, tokenlen) && wxm_buf_add(key, "", 1) && wxm_buf_add(key, type, typelen)
+      && wxm_url_join(url, s->base_url, "/cgi-bin/media/upload")
+      && wxm_url_param(url, s->curl, "access_token", token, tokenlen)
+      && wxm_url_param(url, s->curl, "type", type, typelen) && wxm_url_terminate(url))
+    return 1;
+  url->len = 0;
+  return 0;
+}
+
 /* s:upload(access_token, type, path [, opts]), or with { data = bytes } or { reader = f, size = N }
    in place of the path and opts.filename given */
 int wxm_s_upload (lua_State *L) {
   wxm_session *s = wxm_check_session(L);
+  wxm_transfer t;
+  int failed = wxm_upload_prepare(L, s, &t);
+  if (failed != 0) return failed;
+  return wxm_upload_finish(L, &t, wxm_perform(L, &t));
+}
+
+/* s:upload's arguments (from index 2) made into the transfer t on s, ready to perform. */
+int wxm_upload_prepare (lua_State *L, wxm_session *s, wxm_transfer *t) {
   size_t tokenlen, typelen, pathlen, namelen, ctlen;
   const char *token = luaL_checklstring(L, 2, &tokenlen);
   const char *type = luaL_checklstring(L, 3, &typelen);
@@ -101,7 +130,6 @@ int wxm_s_upload (lua_State *L) {
   lua_Number checked = -1;
   curl_mimepart *part;
   CURLcode rc;
-  wxm_transfer t;
 
   if (filename == NULL) luaL_argerror(L, 5, "field 'filename' expected for an upload that is not a file");
   if (opts != 0) {
@@ -114,36 +142,32 @@ int wxm_s_upload (lua_State *L) {
   }
   if (strchr(ctype, '\r') != NULL || strchr(ctype, '\n') != NULL)
     luaL_argerror(L, opts, "field 'content_type' must not contain a line break");
-  wxm_transfer_init(&t, L, s);
-  wxm_transfer_options(L, &t, opts, 1);
-  if (!from_path && (failed = wxm_source_open(L, &t, 4, checked)) != 0) return failed;
+  wxm_transfer_init(t, L, s);
+  wxm_transfer_options(L, t, opts, 1);
+  if (!from_path && (failed = wxm_source_open(L, t, 4, checked)) != 0) return failed;
   if (WXM_HAS_NUL(token, tokenlen)) return wxm_fail(L, "input", "the access_token holds a NUL byte");
   if (WXM_HAS_NUL(type, typelen)) return wxm_fail(L, "input", "the media type holds a NUL byte");
   if (from_path && WXM_HAS_NUL(path, pathlen)) return wxm_fail(L, "input", "the file path holds a NUL byte");
   if (WXM_HAS_NUL(filename, namelen)) return wxm_fail(L, "input", "the filename holds a NUL byte");
   if (WXM_HAS_NUL(ctype, ctlen)) return wxm_fail(L, "input", "the content_type holds a NUL byte");
-  if (from_path && (failed = open_input(L, &t, path, checked)) != 0) {
-    wxm_transfer_end(&t);
+  if (from_path && (failed = open_input(L, t, path, checked)) != 0) {
+    wxm_transfer_end(t);
     return failed;
   }
 
-  wxm_buf_reset(&s->body);
-  if (!wxm_url_join(&s->body, s->base_url, "/cgi-bin/media/upload")
-      || !wxm_url_param(&s->body, s->curl, "access_token", token, tokenlen)
-      || !wxm_url_param(&s->body, s->curl, "type", type, typelen)
-      || !wxm_url_terminate(&s->body)) {
-    wxm_transfer_end(&t);
+  if (!upload_url(s, token, tokenlen, type, typelen)) {
+    wxm_transfer_end(t);
     return luaL_error(L, "not enough memory");
   }
-  rc = curl_easy_setopt(s->curl, CURLOPT_URL, s->body.data);
+  rc = curl_easy_setopt(s->curl, CURLOPT_URL, s->upload_url.data);
 
   /* the session owns the form until wxm_transfer_end, so a failure here cannot leak it */
   if (rc == CURLE_OK && (s->mime = curl_mime_init(s->curl)) == NULL) rc = CURLE_OUT_OF_MEMORY;
   if (rc == CURLE_OK && (part = curl_mime_addpart(s->mime)) != NULL) {
     rc = curl_mime_name(part, "media");
     if (rc == CURLE_OK && from_path)
-      rc = curl_mime_data_cb(part, t.upload_size, read_cb, seek_cb, NULL, (void *)&t);
-    else if (rc == CURLE_OK) rc = wxm_source_attach(part, &t);
+      rc = curl_mime_data_cb(part, t->upload_size, read_cb, seek_cb, NULL, (void *)t);
+    else if (rc == CURLE_OK) rc = wxm_source_attach(part, t);
     if (rc == CURLE_OK) rc = curl_mime_filename(part, filename);
     if (rc == CURLE_OK) rc = curl_mime_type(part, ctype);
   }
@@ -155,9 +179,17 @@ int wxm_s_upload (lua_State *L) {
   ** kernel and fault it in again at every upload: uploads in a loop ran at half speed
   ** (BENCHMARKS.md). */
   if (rc == CURLE_OK) rc = curl_easy_setopt(s->curl, CURLOPT_BUFFERSIZE, (long)CURL_MAX_WRITE_SIZE);
-  if (rc == CURLE_OK) rc = wxm_perform(L, &t);
-  curl_easy_setopt(s->curl, CURLOPT_BUFFERSIZE, WXMEDIA_RECV_BUFFER);
-  wxm_transfer_end(&t);
-  if (rc != CURLE_OK || t.aborted != WXM_NOT_ABORTED) return wxm_push_failure(L, &t, rc);
-  return wxm_push_body_result(L, &t);
+  if (rc != CURLE_OK) {
+    wxm_transfer_end(t);
+    return wxm_push_failure(L, t, rc);
+  }
+  return 0;
+}
+
+/* The upload's outcome: { status, content_type, body }, or nil, message, kind. */
+int wxm_upload_finish (lua_State *L, wxm_transfer *t, CURLcode rc) {
+  curl_easy_setopt(t->s->curl, CURLOPT_BUFFERSIZE, WXMEDIA_RECV_BUFFER);
+  wxm_transfer_end(t);
+  if (rc != CURLE_OK || t->aborted != WXM_NOT_ABORTED) return wxm_push_failure(L, t, rc);
+  return wxm_push_body_result(L, t);
 }

@@ -3,12 +3,14 @@
 -- result or nil, message, details, never a raised error. fuzz/answer_fuzz.c drives these functions
 -- with arbitrary bytes.
 local tonumber, type = tonumber, type
-local format = string.format
+local byte, find, format, sub = string.byte, string.find, string.format, string.sub
 local math_huge = math.huge
 local cjson = require("cjson.safe").new()
 local errors = require "wxmedia.errors"
 
 local _M = {}
+
+local BOM = "\239\187\191"    -- UTF-8's byte order mark, which some servers put before JSON
 
 -- A media_id is 64 characters of [A-Za-z0-9_-] today; WeChat documents no limit, so allow some room
 -- but not megabytes (nothing longer is ever stored, printed or sent back).
@@ -16,15 +18,18 @@ _M.MAX_ID = 512
 -- access_token lifetimes WeChat may give: 7200 s, or what remains of it (stable_token).
 _M.MAX_EXPIRES_IN = 86400
 
+-- Ranges, not %w: the same characters in any locale, and half the instructions (%w calls isalnum for
+-- every character: 7.7k instructions for a media_id of 64, at every upload).
 local function is_id(v)
-  return type(v) == "string" and #v > 0 and #v <= _M.MAX_ID and v:match("^[%w_%-]+$") ~= nil
+  return type(v) == "string" and #v > 0 and #v <= _M.MAX_ID and find(v, "^[A-Za-z0-9_%-]+$") ~= nil
 end
 _M.is_id = is_id
 
 -- The body as a JSON object, or nil. A UTF-8 BOM and blanks before it are tolerated.
 local function object(body)
   if type(body) ~= "string" then return nil end
-  local doc = cjson.decode((body:gsub("^\239\187\191", "")))
+  if byte(body, 1) == 239 and sub(body, 1, 3) == BOM then body = sub(body, 4) end
+  local doc = cjson.decode(body)
   if type(doc) ~= "table" then return nil end
   return doc
 end

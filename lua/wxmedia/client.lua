@@ -7,6 +7,7 @@ local format = string.format
 local answer = require "wxmedia.answer"
 local config = require "wxmedia.config"
 local errors = require "wxmedia.errors"
+local many = require "wxmedia.many"
 local media = require "wxmedia.media"
 local message_mod = require "wxmedia.message"
 local retry = require "wxmedia.retry"
@@ -41,6 +42,13 @@ local CALL_OPTIONS = {
 }
 CALL_OPTIONS.check = { limits = "table" }
 CALL_OPTIONS.send = { retries = "number", backoff = "table", on_retry = "function", sleep = "function" }
+-- the batches (wxmedia.many): a call's options but progress, which is per item or for the batch
+CALL_OPTIONS.upload_many = { retries = "number", backoff = "table", on_retry = "function", limits = "table",
+  sleep = "function", concurrency = "number", item_progress = "function", batch_progress = "function",
+  on_item = "function" }
+CALL_OPTIONS.get_many = { retries = "number", backoff = "table", on_retry = "function", sleep = "function",
+  jssdk = "boolean", concurrency = "number", item_progress = "function", batch_progress = "function",
+  on_item = "function" }
 
 local function check_call_options(fname, opts)
   if opts == nil then return end
@@ -108,6 +116,8 @@ function _M.new(opts, extra)
     transport = transport.new({ session = session, backend = o.transport }, "new", 2),
     allow_private_urls = allow_private,
   }, mt)
+  -- asked once: the backend is the client's for its life
+  self.takes_readers = self.transport:takes_readers()
   -- the stores: a store that fails is reported to on_warning (once a minute), and the call goes on
   local warn = warn_mod.new(o.on_warning, now)
   local token_store = store_mod.wrap(o.token_store or token.default_store(), "option 'token_store' to 'new'",
@@ -137,7 +147,7 @@ local function build_policy(self, opts)
   return {
     retries = pick("retries"), backoff = pick("backoff"), on_retry = pick("on_retry"),
     sleep = (opts and opts.sleep) or self.sleep, progress = pick("progress"), limits = pick("limits"),
-    jssdk = opts and opts.jssdk,
+    jssdk = opts and opts.jssdk, check = { limits = pick("limits"), stat = transport.stat },
   }
 end
 
@@ -231,25 +241,29 @@ end
 -- syntax: res, err, details = client:upload(type, file [, opts])
 -- file: as check's, or the table client:check returned for this type (then it is not checked again).
 function _M.upload(self, mtype, file, opts)
-  check_arg(1, "upload", mtype, "string")
+  -- the checks of every call, asked only when they fail (each is a call less per upload)
+  if type(mtype) ~= "string" then check_arg(1, "upload", mtype, "string") end
   source.check_arg(2, "upload", file, 2)
-  check_arg(3, "upload", opts, "table?")
-  check_call_options("upload", opts)
+  if opts ~= nil then
+    check_arg(3, "upload", opts, "table?")
+    check_call_options("upload", opts)
+  end
   local p = policy(self, opts)
   if not source.checked(file, mtype) then
     local msg, details
-    file, msg, details = source.check(mtype, file, { limits = p.limits, stat = transport.stat })
+    file, msg, details = source.check(mtype, file, p.check)
     if not file then return nil, msg, details end
   end
   -- a backend in another Lua VM takes no reader: a file handle's or a reader's bytes are read into
   -- memory here, once (at most the type's limit, which check enforced), as media_id reads them
-  if not self.transport:takes_readers() then
+  if not self.takes_readers then
     local msg, details
     file, msg, details = source.spool(file)
     if not file then return nil, msg, details end
   end
-  local send = { filename = file.filename, content_type = file.content_type, progress = p.progress,
-    size = file.size }
+  -- the checked file holds the core's options (filename, content_type, size): a table less per call
+  local send = p.progress and { filename = file.filename, content_type = file.content_type,
+    progress = p.progress, size = file.size } or file
   return retry.run(p, attempt_with_token, self, "cannot upload " .. source.name(file), upload_exchange,
     file, send)
 end
@@ -288,6 +302,17 @@ local function get_exchange(self, tok, what, media_id, path, args, p)
   return errors.fail("api", what .. ": WeChat answered JSON without the file", { status = res.status })
 end
 
+-- The checks of get's arguments, before any request: true, or nil, message, details (kind input).
+local function get_checks(media_id, path)
+  if media_id == "" then return errors.input("cannot get a medium: the media_id is empty") end
+  if #media_id > answer.MAX_ID then
+    return errors.input(format("cannot get a medium: the media_id is %d characters long; WeChat's are 64",
+      #media_id))
+  end
+  if path == "" then return errors.input("cannot get " .. media_id .. ": the destination path is empty") end
+  return true
+end
+
 -- syntax: res, err, details = client:get(media_id, path [, opts])   opts.jssdk: HD voice (speex);
 -- opts.no_replace: an existing file at the destination is never replaced (the check and the rename
 -- are one step in the core); opts.on_file(info): asked before the first byte is written, with
@@ -298,12 +323,8 @@ function _M.get(self, media_id, path, opts)
   check_arg(2, "get", path, "string")
   check_arg(3, "get", opts, "table?")
   check_call_options("get", opts)
-  if media_id == "" then return errors.input("cannot get a medium: the media_id is empty") end
-  if #media_id > answer.MAX_ID then
-    return errors.input(format("cannot get a medium: the media_id is %d characters long; WeChat's are 64",
-      #media_id))
-  end
-  if path == "" then return errors.input("cannot get " .. media_id .. ": the destination path is empty") end
+  local checked, why, bad = get_checks(media_id, path)
+  if not checked then return nil, why, bad end
   local p = policy(self, opts)
   local args = { jssdk = p.jssdk or nil, progress = p.progress, on_file = opts and opts.on_file,
     no_replace = opts and opts.no_replace or nil }
@@ -370,5 +391,75 @@ function _M.token(self, force)
   local p = policy(self, nil)
   return retry.run(p, function() return self.tokens:get(force == true) end)
 end
+
+-- {====== many at once (wxmedia.many) ======
+
+-- The list's items: raises for one that is not a table of the right shape (misuse, like a bad argument).
+local function list_items(fname, list, shape, first_type)
+  local items = {}
+  for i = 1, #list do
+    local it = list[i]
+    local a, b = type(it) == "table" and (it[1] or it[first_type]), type(it) == "table" and (it[2] or it.path)
+    local file = type(b) == "table" and type(b.path) == "string"
+    if type(a) ~= "string" or (type(b) ~= "string" and not file) then
+      error(format("bad argument #1 to '%s' (item %d: %s expected)", fname, i, shape), 3)
+    end
+    items[i] = { i = i, [first_type] = a, path = b }
+  end
+  return items
+end
+
+local function check_concurrency(fname, opts)
+  local n = opts and opts.concurrency
+  local max = transport.multi_max() or 64
+  if n ~= nil and (n ~= n or n < 1 or n > max or n % 1 ~= 0) then
+    error(format("bad option 'concurrency' to '%s' (a whole number from 1 to %d expected)", fname, max), 3)
+  end
+end
+
+-- syntax: results, failed = client:upload_many(list [, opts])
+-- list: { { type, path }, ... } (or { type =, path = }; path may be client:check's table). Each item
+-- is checked, sent and retried as upload does, opts.concurrency (default 4) at once; results[i] is
+-- { res, err, details } for list[i]; failed counts the items that failed.
+function _M.upload_many(self, list, opts)
+  check_arg(1, "upload_many", list, "table")
+  check_arg(2, "upload_many", opts, "table?")
+  check_call_options("upload_many", opts)
+  check_concurrency("upload_many", opts)
+  local items = list_items("upload_many", list, "{ type, path }", "type")
+  for _, item in ipairs(items) do
+    local file = item.path
+    if type(file) == "table" then
+      if file.type == item.type then item.file = file end
+      item.path = file.path
+    end
+    -- a batch streams files; bytes and readers go up one at a time through upload
+    if type(item.path) ~= "string" then
+      error(format("bad argument #1 to 'upload_many' (item %d: a path, or client:check's table of a "
+        .. "path, expected; upload data or a reader with upload)", item.i), 2)
+    end
+  end
+  return many.run(self, "upload", items, opts, policy(self, opts))
+end
+
+-- syntax: results, failed = client:get_many(list [, opts])
+-- list: { { media_id, path }, ... } (or { media_id =, path = }); as get does for each, opts.concurrency
+-- at once; results as upload_many's.
+function _M.get_many(self, list, opts)
+  check_arg(1, "get_many", list, "table")
+  check_arg(2, "get_many", opts, "table?")
+  check_call_options("get_many", opts)
+  check_concurrency("get_many", opts)
+  local items = list_items("get_many", list, "{ media_id, path }", "media_id")
+  for _, item in ipairs(items) do
+    if type(item.path) ~= "string" then error(format("bad argument #1 to 'get_many' (item %d: "
+      .. "{ media_id, path } expected)", item.i), 2) end
+    local ok, msg, details = get_checks(item.media_id, item.path)
+    if ok then item.what = "cannot get " .. item.media_id else item.rejected = { msg, details } end
+  end
+  return many.run(self, "get", items, opts, policy(self, opts))
+end
+
+-- }======
 
 return _M

@@ -17,23 +17,29 @@ function _M.delay(attempt, backoff, random)
   return window * (random or math_random)()
 end
 
+-- After the n-th attempt failed with these details: the seconds to wait before the next one, or nil
+-- when the failure is final (not retryable, or `retries` retries were made). Sets details.attempts.
+-- The one rule for a single call (run) and for the items of a batch (wxmedia.many).
+function _M.after_failure(policy, n, details)
+  if type(details) ~= "table" then return nil end
+  details.attempts = n
+  if not details.retryable or n > (policy.retries or _M.DEFAULT_RETRIES) then return nil end
+  return _M.delay(n, policy.backoff, policy.random)
+end
+
 -- Calls attempt() until it succeeds, fails for good, or `retries` retries were made.
 -- policy: { retries =, backoff =, sleep = function(s), on_retry = function(attempt, msg, details, delay),
 -- random = function() -> [0,1) }. attempt() returns a result, or nil, message, details (details.retryable).
 -- The final failure's details.attempts says how many attempts were made. Arguments after attempt
 -- are passed to it after n, so that a caller needs no closure per call.
 function _M.run(policy, attempt, ...)
-  local retries = policy.retries or _M.DEFAULT_RETRIES
   local n = 0
   while true do
     n = n + 1
     local res, message, details = attempt(n, ...)
     if res ~= nil then return res end
-    if type(details) == "table" then details.attempts = n end
-    if not (type(details) == "table" and details.retryable) or n > retries then
-      return nil, message, details
-    end
-    local wait = _M.delay(n, policy.backoff, policy.random)
+    local wait = _M.after_failure(policy, n, details)
+    if not wait then return nil, message, details end
     if policy.on_retry then policy.on_retry(n, message, details, wait) end
     if policy.sleep then policy.sleep(wait) end
   end

@@ -7,9 +7,10 @@
 -- use so that creating a client costs no handle; in nginx, the adapter's worker-thread backend; in
 -- tests, any object of that shape. Whatever the backend, its failures become nil, message, details
 -- here, once, through wxmedia.errors (which passes every message through the one redaction).
-local error, pairs, pcall, require, setmetatable, tostring, type =
-  error, pairs, pcall, require, setmetatable, tostring, type
+local error, pairs, pcall, require, select, setmetatable, tostring, type =
+  error, pairs, pcall, require, select, setmetatable, tostring, type
 local format = string.format
+local unpack = table.unpack or unpack -- luacheck: ignore 143
 local errors = require "wxmedia.errors"
 
 local _M = {}
@@ -40,6 +41,8 @@ end
 -- The core's own facts, or nil when it cannot be loaded.
 function _M.version() return from_core("_VERSION") end
 function _M.default_base_url() return from_core("DEFAULT_BASE_URL") end
+-- The most transfers a multi runs at once (the core's cap), or nil when it cannot be loaded.
+function _M.multi_max() return from_core("MULTI_MAX") end
 
 -- { option name = Lua type name }: the options of a session, as the core checks them.
 function _M.session_options()
@@ -98,7 +101,8 @@ function _M.new(opts, fname, level)
       session_opts[name] = value
     end
   end
-  return setmetatable({ session_opts = session_opts, backend = opts.backend }, Transport)
+  return setmetatable({ session_opts = session_opts, backend = opts.backend, given = opts.backend ~= nil },
+    Transport)
 end
 
 -- The options a session of this transport is made with (the nginx adapter hands them to its threads).
@@ -141,11 +145,89 @@ function Transport.fetch(self, ...) return call(self, "fetch", "fetch", ...) end
 -- request(method, path, opts) -> body result | nil, message, details (the token endpoints)
 function Transport.request(self, ...) return call(self, "request", "request", ...) end
 
--- Closes the backend's session, if it has one.
+-- {====== many transfers at once ======
+-- A runner that wxmedia.many drives: start up to n transfers (upload, get, fetch, with a session's
+-- arguments), each answering a ticket, or nil, message, details before any request; then
+-- wait([timeout]) -> ticket, result | ticket, nil, message, details when one ended, nothing when none
+-- is running or the timeout passed first; cancel() stops the running ones.
+
+local Multi = {}
+Multi.__index = Multi
+
+local function started(ticket, msg, kind)
+  if ticket == nil then return failed(msg, kind) end
+  return ticket
+end
+
+local function ended(ticket, res, msg, kind)
+  if ticket == nil then return nil end
+  if res == nil then return ticket, failed(msg, kind) end
+  return ticket, res
+end
+
+function Multi.upload(self, ...) return started(self.m:upload(...)) end
+function Multi.get(self, ...) return started(self.m:get(...)) end
+function Multi.fetch(self, ...) return started(self.m:fetch(...)) end
+function Multi.wait(self, timeout) return ended(self.m:wait(timeout)) end
+function Multi.cancel(self) self.m:cancel() end
+
+-- Over a backend without a multi (the nginx adapter's threads, a test's object): the transfers run
+-- one after the other, each inside the wait that reports it.
+local Serial = {}
+Serial.__index = Serial
+
+local function queue(self, method, ...)
+  self.tickets = self.tickets + 1
+  self.last = self.last + 1
+  self.calls[self.last] = { self.tickets, method, n = select("#", ...), ... }
+  return self.tickets
+end
+
+function Serial.upload(self, ...) return queue(self, "upload", ...) end
+function Serial.get(self, ...) return queue(self, "get", ...) end
+function Serial.fetch(self, ...) return queue(self, "fetch", ...) end
+
+function Serial.wait(self)
+  local job = self.calls[self.first]
+  if not job then return nil end
+  self.calls[self.first], self.first = nil, self.first + 1
+  local b = self.backend
+  return ended(job[1], b[job[2]](b, unpack(job, 3, job.n + 2)))
+end
+
+function Serial.cancel(self)
+  self.calls, self.first, self.last = {}, 1, 0
+end
+
+-- multi(n) -> a runner of n transfers at once, or nil, message, details (kind config) when the core
+-- cannot be loaded. The core's multi (n connections on one thread) is kept for the next batch of the
+-- same size, so that its connections stay open.
+function Transport.multi(self, n)
+  local b = self.backend
+  if self.given then
+    if type(b.multi) == "function" then return setmetatable({ m = b:multi(n) }, Multi) end
+    return setmetatable({ backend = b, calls = {}, first = 1, last = 0, tickets = 0 }, Serial)
+  end
+  local kept = self.multi_kept
+  if kept and kept.n == n then return kept end
+  local c = _M.core()
+  if not c then return _M.unavailable("a batch of transfers") end
+  if kept then kept.m:close() end
+  kept = setmetatable({ m = c.multi(n, self.session_opts), n = n }, Multi)
+  self.multi_kept = kept
+  return kept
+end
+
+-- }======
+
+-- Closes the backend's session and the kept multi, if there are.
 function Transport.close(self)
   local b = self.backend
   if b and type(b.close) == "function" then b:close() end
+  if self.multi_kept then
+    self.multi_kept.m:close()
+    self.multi_kept = nil
+  end
 end
-
 
 return _M

@@ -15,7 +15,7 @@ local _M = {}
 local VALUE_OPTIONS = {
   ["--appid"] = "appid", ["--secret-file"] = "secret_file", ["--base-url"] = "base_url",
   ["--token-api"] = "token_api", ["--retries"] = "retries", ["--timeout"] = "timeout",
-  ["--output"] = "output", ["-o"] = "output", ["--store"] = "store",
+  ["--output"] = "output", ["-o"] = "output", ["--store"] = "store", ["--parallel"] = "parallel",
 }
 local FLAG_OPTIONS = {
   ["--json"] = "json", ["--no-progress"] = "no_progress", ["--reuse"] = "reuse",
@@ -152,6 +152,8 @@ local function check_options(opts)
   if opts.reuse and opts.command ~= "upload" and opts.command ~= "send" then
     return "option '--reuse' is for upload and send only"
   end
+  if opts.parallel and opts.command ~= "upload" then return "option '--parallel' is for upload only" end
+  if opts.parallel and opts.reuse then return "option '--parallel' does not go with '--reuse'" end
   if opts.store == "" then return "option '--store' needs a file name" end
   if opts.output == "" then return "option '-o' needs a file name" end
   if opts.output == "-" and opts.json then
@@ -163,6 +165,13 @@ local function check_options(opts)
       return format("option '--retries' needs a whole number >= 0, not '%s'", opts.retries)
     end
     opts.retries = r
+  end
+  if opts.parallel then
+    local p, max = tonumber(opts.parallel), require("wxmedia.transport").multi_max() or 64
+    if not p or p < 1 or p > max or p ~= math.floor(p) then
+      return format("option '--parallel' needs a whole number from 1 to %d, not '%s'", max, opts.parallel)
+    end
+    opts.parallel = p
   end
   if opts.timeout then
     local t = tonumber(opts.timeout)

@@ -31,12 +31,6 @@ function _M.default_output(media_id, got)
   return (_M.safe_filename(media_id) or "media") .. "." .. ext
 end
 
--- "10 MB (10485760 bytes)"
-local function size_text(n)
-  if n >= 1024 * 1024 then return string.format("%g MB (%d bytes)", math.floor(n / 104857.6) / 10, n) end
-  return string.format("%g KB (%d bytes)", math.floor(n / 102.4) / 10, n)
-end
-
 -- upload's "-": standard input read to its end into a private temp file (WeChat answers 412 to a
 -- chunked body: the upload needs the length), at most the type's limit. Returns its path, or nil,
 -- message, details.
@@ -64,7 +58,7 @@ local function stdin_file(run, mtype)
     if size > limit then
       f:close()
       -- not read further: an endless stream must not fill the disk
-      return failed(string.format("it is over %s, the limit for %s", size_text(limit), mtype), "input")
+      return failed(string.format("it is over %s, the limit for %s", media.size_text(limit), mtype), "input")
     end
     local ok, werr = f:write(chunk)
     if not ok then
@@ -99,12 +93,37 @@ local function upload_one(run, mtype, file)
   return res, err, details
 end
 
+-- Several files (none of them standard input) without --reuse go up --parallel at once (4 by
+-- default), through upload_many; the lines still come in the order of the files.
+local PARALLEL = 4
+
+local function upload_all(run, mtype, files)
+  local list = {}
+  for i, file in ipairs(files) do list[i] = { mtype, file } end
+  local results = run.client:upload_many(list, { concurrency = run.opts.parallel or PARALLEL })
+  local i = 0
+  return function()
+    i = i + 1
+    local r = results[i]
+    if r then return r[1], r[2], r[3] end
+  end
+end
+
 function _M.upload(run)
   local mtype, files = run.opts.args[1], {}
   for k = 2, #run.opts.args do files[#files + 1] = run.opts.args[k] end
   local status = run.EXIT.ok
+  local stdin = false
+  for _, file in ipairs(files) do stdin = stdin or file == "-" end
+  local batch = not run.opts.reuse and not stdin and (#files > 1 or run.opts.parallel)
+    and upload_all(run, mtype, files)
   for _, file in ipairs(files) do
-    local res, err, details = upload_one(run, mtype, file)
+    local res, err, details
+    if batch then
+      res, err, details = batch()
+    else
+      res, err, details = upload_one(run, mtype, file)
+    end
     if res then
       local id = res.media_id or res.thumb_media_id
       local line = output.printable(id)

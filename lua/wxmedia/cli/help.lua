@@ -29,10 +29,11 @@ DESCRIPTION
         MP3), video (MP4) or thumb (JPEG). The format is read from the
         file's content, not its name. With one FILE, prints its media_id;
         with several, prints "MEDIA_ID  FILE" for each, in order. Every
-        FILE is tried even when an earlier one fails. A FILE of - is
-        standard input, read to its end into a private temp file first
-        (WeChat needs the length before the bytes); the name sent to
-        WeChat then comes from the content ("media.jpg").
+        FILE is tried even when an earlier one fails. Several FILEs go
+        up 4 at a time (--parallel N). A FILE of - is standard input,
+        read to its end into a private temp file first (WeChat needs the
+        length before the bytes); the name sent to WeChat then comes from
+        the content ("media.jpg").
 
     upload --reuse TYPE FILE...
         The same, but a file whose content was uploaded before, and whose
@@ -110,6 +111,8 @@ OPTIONS
                          errors still go to stderr
     --reuse              upload, send: reuse media_ids recorded in the
                          store
+    --parallel N         upload: send N files at once (default 4 when
+                         more than one file is given; not with --reuse)
     --store FILE         keep access_tokens (and --reuse records) in FILE,
                          shared by every run (default with --reuse:
                          $XDG_CACHE_HOME/wxmedia/store.json, else
