@@ -262,7 +262,8 @@ function _M.upload(self, mtype, file, opts)
     if not file then return nil, msg, details end
   end
   -- the checked file holds the core's options (filename, content_type, size): a table less per call
-  local send = p.progress and { filename = file.filename, content_type = file.content_type,
+  -- (a path's only: the table of bytes would carry them twice into an nginx worker thread)
+  local send = (p.progress or not file.path) and { filename = file.filename, content_type = file.content_type,
     progress = p.progress, size = file.size } or file
   return retry.run(p, attempt_with_token, self, "cannot upload " .. source.name(file), upload_exchange,
     file, send)
