@@ -18,11 +18,20 @@ end
 helper.shell_quote = shell_quote
 
 -- Runs a shell command; returns its stdout, and true when it exited 0.
+-- (The status is echoed after the output: LuaJIT's popen():close() gives none.)
+local STATUS_MARK = "\n__wxmedia_status__"
 function helper.sh(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  local ok = p:close()
-  return out, ok == true
+  local p = assert(io.popen("{ " .. cmd .. "\n}; printf '\\n__wxmedia_status__%d' \"$?\"", "r"))
+  local out = p:read("*a")
+  p:close()
+  local body, status = out:match("^(.*)" .. STATUS_MARK .. "(%d+)$")
+  if not body then return out, false end
+  return body, status == "0"
+end
+
+-- True when the specs run as root (who ignores file permissions and may mount).
+function helper.is_root()
+  return (helper.sh("id -u")) == "0\n"
 end
 
 local tmp_base = os.getenv("WXMEDIA_TEST_TMP") or os.getenv("TMPDIR") or "/tmp"
