@@ -46,6 +46,20 @@ runner.VARIABLES = { "WECHAT_APPID", "WECHAT_APPSECRET", "WXMEDIA_BASE_URL" }
 -- would take the place of the secret (the README's precedence), and REDIS_URL needs a redis-server.
 runner.ON_DEMAND = { "WECHAT_ACCESS_TOKEN", "REDIS_URL" }
 
+-- Each variable's value, made by a function of the Run.
+local MAKE = {
+  WECHAT_APPID = function() return helper.APPID end,
+  WECHAT_APPSECRET = function() return helper.SECRET end,
+  WXMEDIA_BASE_URL = function(run) return run.emu.base_url end,
+  -- a token of the first account, from the emulator
+  WECHAT_ACCESS_TOKEN = function(run) return run.emu:token() end,
+  -- a redis-server of the runner's own (one for all the examples)
+  REDIS_URL = function(run)
+    run.redis = run.redis or require("redis_helper").start()
+    return run.redis.url
+  end,
+}
+
 -- Where `make install LUA_VERSION=jit` puts wxmedia (an nginx.conf's module paths) -> the build tree.
 local INSTALLED = {
   ["/usr/local/share/lua/5.1/"] = root .. "/lua/",
@@ -200,16 +214,12 @@ function Run:env(unit, f)
     TMPDIR = f.dir .. "/tmp",
     LUA_PATH = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;",
     LUA_CPATH = root .. "/build/" .. build .. "/?.so;;",
-    WECHAT_APPID = helper.APPID,
-    WECHAT_APPSECRET = helper.SECRET,
-    WXMEDIA_BASE_URL = self.emu.base_url,
   }
+  for _, name in ipairs(runner.VARIABLES) do env[name] = MAKE[name](self) end
   local names = ""
   for _, b in ipairs(unit.blocks) do names = names .. code_only(b.code, b.lang) end
-  if names:find("WECHAT_ACCESS_TOKEN", 1, true) then env.WECHAT_ACCESS_TOKEN = self.emu:token() end
-  if names:find("REDIS_URL", 1, true) then
-    self.redis = self.redis or require("redis_helper").start()
-    env.REDIS_URL = self.redis.url
+  for _, name in ipairs(runner.ON_DEMAND) do
+    if names:find(name, 1, true) then env[name] = MAKE[name](self) end
   end
   return env
 end
@@ -256,9 +266,11 @@ local function set_of(list)
   return set
 end
 
--- Checks the exit status and the error answers.
+-- Checks the exit status, stderr (where a failure goes, and a warning: a store that failed, which
+-- the call survives) and the error answers.
 local function check(unit, f, res, before)
   if res.code ~= 0 then fail(unit, "the example failed", res) end
+  if res.err ~= "" then fail(unit, "the example wrote to stderr", res) end
   local errors = error_answers(f, res, before)
   if #errors > 0 then fail(unit, "the example got an error answer:\n" .. table.concat(errors, "\n"), res) end
 end
