@@ -16,6 +16,29 @@ local function running_as_root()
 end
 nginx_helper.running_as_root = running_as_root
 
+-- The main-context directives that keep an nginx inside its prefix (Debian's nginx has /run and
+-- /var/log compiled in): its pid file and error log there, and as root workers that can enter it.
+function nginx_helper.private_main(prefix, log_level)
+  return table.concat({
+    -- as root, nginx would run its workers as nobody, who cannot enter the private temp prefix
+    running_as_root() and "user root;" or "",
+    "pid " .. prefix .. "/nginx.pid;",
+    "error_log " .. prefix .. "/error.log " .. (log_level or "info") .. ";",
+  }, "\n")
+end
+
+-- The same in the http context: no access log, the temp files (request bodies...) in the prefix.
+function nginx_helper.private_http(prefix)
+  return table.concat({
+    "  access_log off;",
+    "  client_body_temp_path " .. prefix .. "/body;",
+    "  proxy_temp_path " .. prefix .. "/proxy;",
+    "  fastcgi_temp_path " .. prefix .. "/fastcgi;",
+    "  uwsgi_temp_path " .. prefix .. "/uwsgi;",
+    "  scgi_temp_path " .. prefix .. "/scgi;",
+  }, "\n")
+end
+
 -- The whole nginx.conf. opts.http is put inside http{} before the server, opts.server inside server{}.
 local function render(prefix, port, opts)
   -- nginx resolves relative paths against its prefix, so the repo root must be absolute
@@ -23,23 +46,15 @@ local function render(prefix, port, opts)
   local lines = {
     "load_module " .. MODULES .. "/ndk_http_module.so;",
     "load_module " .. MODULES .. "/ngx_http_lua_module.so;",
-    -- as root, nginx would run its workers as nobody, who cannot enter the private temp prefix
-    running_as_root() and "user root;" or "",
+    nginx_helper.private_main(prefix, opts.log_level),
     "daemon on;",
     "master_process on;",
     "worker_processes " .. (opts.workers or 4) .. ";",
-    "pid " .. prefix .. "/nginx.pid;",
-    "error_log " .. prefix .. "/error.log " .. (opts.log_level or "info") .. ";",
     opts.thread_pool == false and "" or "thread_pool wxmedia threads=8;",
     opts.main or "",
     "events { worker_connections 1024; }",
     "http {",
-    "  access_log off;",
-    "  client_body_temp_path " .. prefix .. "/body;",
-    "  proxy_temp_path " .. prefix .. "/proxy;",
-    "  fastcgi_temp_path " .. prefix .. "/fastcgi;",
-    "  uwsgi_temp_path " .. prefix .. "/uwsgi;",
-    "  scgi_temp_path " .. prefix .. "/scgi;",
+    nginx_helper.private_http(prefix),
     "  lua_shared_dict wxmedia_tokens 1m;",
     "  lua_shared_dict wxmedia_locks 1m;",
     "  lua_shared_dict test 1m;",
@@ -66,7 +81,8 @@ end
 -- Starts nginx; opts: { workers = 4, main = "...", http = "...", server = "...",
 -- thread_pool = true|false, reuseport = bool, log_level = "info", package_path = "extra/?.lua;",
 -- env = { NAME = value } (the environment nginx starts with; `env NAME;` in main keeps one for
--- the workers), conf = function(prefix, port) -> the whole nginx.conf (the rest is then unused) }.
+-- the workers), conf = function(prefix, port) -> the whole nginx.conf (instead of the one made from
+-- the options above: it must write its pid to prefix/nginx.pid and its error log to prefix/error.log) }.
 -- Returns an object with base_url, port, prefix, pid, :stop(), :curl(path, args), :error_log().
 function nginx_helper.start(opts)
   opts = opts or {}
