@@ -44,7 +44,11 @@ runner.VARIABLES = { "WECHAT_APPID", "WECHAT_APPSECRET", "WXMEDIA_BASE_URL" }
 
 -- The variables an example gets only when its code names them: a WECHAT_ACCESS_TOKEN in every run
 -- would take the place of the secret (the README's precedence), and REDIS_URL needs a redis-server.
-runner.ON_DEMAND = { "WECHAT_ACCESS_TOKEN", "REDIS_URL" }
+-- WXMEDIA_CALLBACK_TOKEN is the token of the emulator's callbacks; WXMEDIA_OPENID a user who has just
+-- written to the account (so that customer-service messages may be sent to them).
+runner.ON_DEMAND = { "WECHAT_ACCESS_TOKEN", "REDIS_URL", "WXMEDIA_CALLBACK_TOKEN", "WXMEDIA_OPENID" }
+
+runner.CALLBACK_TOKEN = "ReadmeCallbackToken1"
 
 -- Each variable's value, made by a function of the Run.
 local MAKE = {
@@ -53,6 +57,11 @@ local MAKE = {
   WXMEDIA_BASE_URL = function(run) return run.emu.base_url end,
   -- a token of the first account, from the emulator
   WECHAT_ACCESS_TOKEN = function(run) return run.emu:token() end,
+  WXMEDIA_CALLBACK_TOKEN = function() return runner.CALLBACK_TOKEN end,
+  -- a user who wrote "hi" to the first account just now
+  WXMEDIA_OPENID = function(run)
+    return run.emu:user_message({ appid = helper.APPID, msg_type = "text", content = "hi" }).openid
+  end,
   -- a redis-server of the runner's own (one for all the examples)
   REDIS_URL = function(run)
     run.redis = run.redis or require("redis_helper").start()

@@ -47,10 +47,37 @@ local EXERCISES = {
     assert.equal("image", res.type)
     assert.matches("^[%w_%-]+$", res.media_id)
     state.media_id, state.photo = res.media_id, photo
-    -- a failure is the JSON error of send_error: bytes that are no image are the caller's (400)
-    status, body = ngx:curl("/media?type=image", "--data-binary 'not an image'")
-    assert.equal(400, status, runner.shown(body))
-    assert.equal("input", cjson.decode(body).kind)
+    -- a failure is a JSON error naming "the request body", never nginx's temp file: bytes that are
+    -- no image are the caller's (400), whether nginx kept them in memory or in its temp file
+    for _, data in ipairs({ "'not an image'", q("@" .. helper.write(ngx.folder.work .. "/junk.txt",
+        ("not an image\n"):rep(20000))) }) do
+      status, body = ngx:curl("/media?type=image", "--data-binary " .. data)
+      assert.equal(400, status, runner.shown(body))
+      assert.equal("input", cjson.decode(body).kind)
+      assert.matches("^cannot upload the request body as image: ", cjson.decode(body).error)
+      assert.is_nil(body:find("/", 1, true), body)
+    end
+    -- a form (curl -F) is refused with what to send instead
+    status, body = ngx:curl("/media?type=image", "-F " .. q("media=@" .. photo))
+    assert.equal(415, status, runner.shown(body))
+    assert.matches("send the file itself as the request body", cjson.decode(body).error, 1, true)
+  end },
+  { location = "= /wechat", run = function(ngx, _, emu)
+    -- the callback URL: the emulator plays WeChat, a user writes, the answer is a passive reply
+    emu:config({ callbacks = { [helper.APPID] = { url = ngx.base_url .. "/wechat",
+      token = runner.CALLBACK_TOKEN } } })
+    local rec = emu:user_message({ msg_type = "event", event = "subscribe", wait = true })
+    assert.equal("reply", rec.outcome, rec.reason)
+    assert.equal("Welcome! Write 'dot' for a picture.", rec.reply.fields.Content)
+    rec = emu:user_message({ openid = rec.openid, msg_type = "text", content = "dot", wait = true })
+    assert.equal("reply", rec.outcome, rec.reason)
+    assert.equal("image", rec.reply.fields.MsgType)
+    rec = emu:user_message({ openid = rec.openid, msg_type = "text", content = "hi", wait = true })
+    assert.equal("You said: hi", rec.reply.fields.Content)
+    for _, r in ipairs(emu:received(rec.openid)) do assert.equal("passive", r.via) end
+    -- a request that WeChat did not sign
+    local status = ngx:curl("/wechat?signature=0&timestamp=1&nonce=2&echostr=x")
+    assert.equal(403, status)
   end },
   { location = "~ ^/media/([A-Za-z0-9_-]+)$", run = function(ngx, state)
     -- download: GET /media/<media_id> answers with the file itself
@@ -164,7 +191,7 @@ describe("README.md's examples", function()
           for _, exercise in ipairs(EXERCISES) do
             for _, loc in ipairs(locations(unit.code)) do
               if loc == exercise.location then
-                exercise.run(ngx, state)
+                exercise.run(ngx, state, run.emu)
                 covered[loc] = true
               end
             end
