@@ -15,27 +15,7 @@
 
 #include <curl/curl.h>
 
-/* The answer of one upload: small JSON, kept to check that it holds a media_id. */
-struct answer {
-  char data[4096];
-  size_t len;
-};
-
-static size_t keep_answer (char *ptr, size_t size, size_t nmemb, void *ud) {
-  struct answer *a = (struct answer *)ud;
-  size_t n = size * nmemb;
-  size_t room = sizeof a->data - 1 - a->len;
-  memcpy(a->data + a->len, ptr, n < room ? n : room);
-  a->len += n < room ? n : room;
-  a->data[a->len] = '\0';
-  return n;
-}
-
-static double now (void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "c_common.h"
 
 int main (int argc, char **argv) {
   const char *url, *path, *filename;
@@ -72,8 +52,7 @@ int main (int argc, char **argv) {
     curl_mime_filename(part, filename);
     curl_mime_type(part, "image/jpeg");
     curl_easy_setopt(curl, CURLOPT_MIMEPOST, mime);
-    a.len = 0;
-    a.data[0] = '\0';
+    answer_reset(&a);
     rc = curl_easy_perform(curl);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_setopt(curl, CURLOPT_MIMEPOST, (curl_mime *)NULL);

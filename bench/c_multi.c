@@ -16,30 +16,15 @@
 
 #include <curl/curl.h>
 
+#include "c_common.h"
+
 #define MAX_C 64
 
 struct handle {
   CURL *curl;
   curl_mime *mime;
-  char data[4096];          /* the answer: small JSON, kept to check that it holds a media_id */
-  size_t len;
+  struct answer answer;     /* small JSON, kept to check that it holds a media_id */
 };
-
-static size_t keep_answer (char *ptr, size_t size, size_t nmemb, void *ud) {
-  struct handle *h = (struct handle *)ud;
-  size_t n = size * nmemb;
-  size_t room = sizeof h->data - 1 - h->len;
-  memcpy(h->data + h->len, ptr, n < room ? n : room);
-  h->len += n < room ? n : room;
-  h->data[h->len] = '\0';
-  return n;
-}
-
-static double now (void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* a new form per upload, as any caller uploading a different file each time must build */
 static void start (CURLM *multi, struct handle *h, const char *path, const char *filename) {
@@ -51,8 +36,7 @@ static void start (CURLM *multi, struct handle *h, const char *path, const char 
   curl_mime_filename(part, filename);
   curl_mime_type(part, "image/jpeg");
   curl_easy_setopt(h->curl, CURLOPT_MIMEPOST, h->mime);
-  h->len = 0;
-  h->data[0] = '\0';
+  answer_reset(&h->answer);
   curl_multi_add_handle(multi, h->curl);
 }
 
@@ -83,7 +67,7 @@ int main (int argc, char **argv) {
     curl_easy_setopt(h->curl, CURLOPT_URL, url);
     curl_easy_setopt(h->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, keep_answer);
-    curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, (void *)h);
+    curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, (void *)&h->answer);
     curl_easy_setopt(h->curl, CURLOPT_PRIVATE, (void *)h);
   }
 
@@ -103,7 +87,7 @@ int main (int argc, char **argv) {
       curl_easy_setopt(h->curl, CURLOPT_MIMEPOST, (curl_mime *)NULL);
       curl_mime_free(h->mime);
       done++;
-      if (msg->data.result != CURLE_OK || status != 200 || strstr(h->data, "media_id") == NULL) {
+      if (msg->data.result != CURLE_OK || status != 200 || strstr(h->answer.data, "media_id") == NULL) {
         fprintf(stderr, "c_multi: upload %ld failed: %s, HTTP %ld\n", done,
                 curl_easy_strerror(msg->data.result), status);
         return 1;

@@ -12,6 +12,14 @@ cli.build = helper.lua:match("luajit") and "build/luajit" or "build/lua5.4"
 
 function cli.fixture(name) return cli.root .. "/spec/fixtures/media/" .. name end
 
+-- The environment of a run against the emulator: its first account and address, plus `more`.
+function cli.creds(emu, more)
+  local env = { WECHAT_APPID = helper.APPID, WECHAT_APPSECRET = helper.SECRET,
+    WXMEDIA_BASE_URL = emu.base_url }
+  for k, v in pairs(more or {}) do env[k] = v end
+  return env
+end
+
 -- "env -i ... lua bin/wxmedia ARGS", quoted for sh.
 function cli.command(args, env)
   local parts = { "env", "-i", "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"),

@@ -14,8 +14,7 @@ describe("wxmedia command messages", function()
   setup(function()
     emu = helper.start_emulator()
     tmp = helper.tmpdir()
-    creds = { WECHAT_APPID = helper.APPID, WECHAT_APPSECRET = helper.SECRET, WXMEDIA_BASE_URL = emu.base_url,
-      TMPDIR = tmp }
+    creds = cli.creds(emu, { TMPDIR = tmp })
   end)
   teardown(function()
     if emu then emu:stop() end

@@ -11,8 +11,7 @@ describe("wxmedia send", function()
   setup(function()
     emu = helper.start_emulator()
     tmp = helper.tmpdir()
-    creds = { WECHAT_APPID = helper.APPID, WECHAT_APPSECRET = helper.SECRET,
-      WXMEDIA_BASE_URL = emu.base_url, XDG_CACHE_HOME = tmp .. "/cache" }
+    creds = cli.creds(emu, { XDG_CACHE_HOME = tmp .. "/cache" })
   end)
 
   teardown(function()

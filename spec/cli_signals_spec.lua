@@ -15,8 +15,7 @@ describe("wxmedia command in pipes and under signals", function()
     tmp = helper.tmpdir()
     tmpdir = tmp .. "/TMPDIR"
     assert(os.execute("mkdir " .. q(tmpdir)))
-    creds = { WECHAT_APPID = helper.APPID, WECHAT_APPSECRET = helper.SECRET, WXMEDIA_BASE_URL = emu.base_url,
-      TMPDIR = tmpdir }
+    creds = cli.creds(emu, { TMPDIR = tmpdir })
     -- a 1.5 MB JPEG of its own bytes (the sample, then padding that no other file has): bigger than
     -- a pipe's buffer, and findable by its size wherever a copy is left
     local pad = {}

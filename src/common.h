@@ -72,6 +72,7 @@ typedef struct wxm_session {
 
 wxm_session *wxm_check_session (lua_State *L);
 int wxm_field (lua_State *L, int idx, const char *key, int type);
+int wxm_flag (lua_State *L, int idx, const char *key);
 void wxm_session_check_options (lua_State *L, int idx);
 void wxm_session_setup (lua_State *L, int idx, wxm_session *s);
 void wxm_session_release (wxm_session *s);

@@ -343,8 +343,7 @@ int wxm_download_finish (lua_State *L, wxm_transfer *t, CURLcode rc) {
 /* no_replace and on_file, the options of get and fetch; on_file stays on the stack. */
 static void download_options (lua_State *L, wxm_transfer *t, int opts) {
   if (opts == 0) return;
-  t->no_replace = wxm_field(L, opts, "no_replace", LUA_TBOOLEAN) && lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  t->no_replace = wxm_flag(L, opts, "no_replace");
   if (wxm_field(L, opts, "on_file", LUA_TFUNCTION)) t->on_file = lua_gettop(L);
   else lua_pop(L, 1);
 }
@@ -379,12 +378,8 @@ int wxm_get_prepare (lua_State *L, wxm_session *s, wxm_transfer *t) {
   const char *token = luaL_checklstring(L, 2, &tokenlen);
   const char *media_id = luaL_checklstring(L, 3, &idlen);
   const char *path = luaL_checklstring(L, 4, &pathlen);
-  int opts = wxm_table_arg(L, 5), jssdk = 0;
+  int opts = wxm_table_arg(L, 5), jssdk = wxm_flag(L, opts, "jssdk");
   wxm_transfer_init(t, L, s);
-  if (opts != 0) {
-    jssdk = wxm_field(L, opts, "jssdk", LUA_TBOOLEAN) && lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
   download_options(L, t, opts);
   wxm_transfer_options(L, t, opts, 1);
   if (WXM_HAS_NUL(token, tokenlen)) return wxm_fail(L, "input", "the access_token holds a NUL byte");
@@ -414,12 +409,8 @@ int wxm_fetch_prepare (lua_State *L, wxm_session *s, wxm_transfer *t) {
   size_t urllen, pathlen;
   const char *url = luaL_checklstring(L, 2, &urllen);
   const char *path = luaL_checklstring(L, 3, &pathlen);
-  int opts = wxm_table_arg(L, 4), allow_private = 0;
+  int opts = wxm_table_arg(L, 4), allow_private = wxm_flag(L, opts, "allow_private");
   wxm_transfer_init(t, L, s);
-  if (opts != 0) {
-    allow_private = wxm_field(L, opts, "allow_private", LUA_TBOOLEAN) && lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
   download_options(L, t, opts);
   wxm_transfer_options(L, t, opts, 1);
   if (WXM_HAS_NUL(url, urllen)) return wxm_fail(L, "input", "the URL holds a NUL byte");

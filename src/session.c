@@ -98,6 +98,16 @@ int wxm_field (lua_State *L, int idx, const char *key, int type) {
   return t != LUA_TNIL;
 }
 
+/* A boolean field of the options table at idx (0: no table): 1 when true; raises if neither nil nor
+   a boolean. Pushes nothing. */
+int wxm_flag (lua_State *L, int idx, const char *key) {
+  int on;
+  if (idx == 0) return 0;
+  on = wxm_field(L, idx, key, LUA_TBOOLEAN) && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return on;
+}
+
 /* Pushes option o's value from the table at idx (0: none), checked; returns 0 when absent. */
 static int option_value (lua_State *L, int idx, const struct session_option *o) {
   if (idx == 0) {

@@ -52,19 +52,7 @@ CALL_OPTIONS.get_many = { retries = "number", backoff = "table", on_retry = "fun
 
 local function check_call_options(fname, opts)
   if opts == nil then return end
-  local known = CALL_OPTIONS[fname]
-  for name, value in pairs(opts) do
-    local expected = known[name]
-    if expected == nil then
-      local names = {}
-      for k in pairs(known) do names[#names + 1] = k end
-      local hint = type(name) == "string" and config.suggest(name, names)
-      error(format("bad option '%s' to '%s' (unknown option%s)", tostring(name), fname,
-        hint and ("; did you mean '" .. hint .. "'?") or ""), 3)
-    elseif type(value) ~= expected then
-      error(format("bad option '%s' to '%s' (%s expected, got %s)", name, fname, expected, type(value)), 3)
-    end
-  end
+  config.check_against(opts, CALL_OPTIONS[fname], fname, 3)
   media.check_limits(opts.limits, fname, 3)
 end
 
@@ -113,7 +101,7 @@ function _M.new(opts, extra)
   if allow_private == nil then allow_private = o.base_url ~= nil and config.local_url(o.base_url) end
   local self = setmetatable({
     opts = kept, sleep = sleep, now = now, appid = o.appid,
-    transport = transport.new({ session = session, backend = o.transport }, "new", 2),
+    transport = transport.new({ session = session, backend = o.transport }),
     allow_private_urls = allow_private,
   }, mt)
   -- asked once: the backend is the client's for its life

@@ -7,7 +7,7 @@
 --     as options first, then those from the environment.
 local error, ipairs, pairs, tonumber, tostring, type = error, ipairs, pairs, tonumber, tostring, type
 local math_min = math.min
-local format, concat, sort = string.format, table.concat, table.sort
+local format, sort = string.format, table.sort
 local errors = require "wxmedia.errors"
 local transport = require "wxmedia.transport"
 
@@ -82,9 +82,9 @@ local function type_ok(value, expected)
   return t == expected
 end
 
--- Raises, at the caller's caller, for an option that is unknown or of the wrong type.
-function _M.check(opts, fname, level, extra)
-  local known = _M.options(extra)
+-- Raises, at the caller's caller, for an option of opts that is not in known ({ name = type }) or
+-- not of its type. Every check of options goes through here (new's and each call's).
+function _M.check_against(opts, known, fname, level)
   for name, value in pairs(opts) do
     local expected = known[name]
     if expected == nil then
@@ -96,6 +96,12 @@ function _M.check(opts, fname, level, extra)
         expected == "store" and "a store with get and set methods" or expected, type(value)), level + 1)
     end
   end
+end
+
+-- Raises, at the caller's caller, for an option of wxmedia.new (and an adapter's extra ones) that
+-- is unknown or of the wrong type.
+function _M.check(opts, fname, level, extra)
+  _M.check_against(opts, _M.options(extra), fname, level + 1)
 end
 
 -- Loopback and private hosts: the only ones plain http may reach without allow_http (an emulator
@@ -181,13 +187,6 @@ function _M.resolve(opts, getenv)
     if problem then return errors.fail("config", problem) end
   end
   return o
-end
-
--- "WECHAT_APPID, WECHAT_APPSECRET, ..." for help texts.
-function _M.env_names()
-  local names = {}
-  for _, k in ipairs({ "appid", "secret", "access_token", "base_url" }) do names[#names + 1] = _M.ENV[k] end
-  return concat(names, ", ")
 end
 
 return _M

@@ -7,8 +7,8 @@
 -- use so that creating a client costs no handle; in nginx, the adapter's worker-thread backend; in
 -- tests, any object of that shape. Whatever the backend, its failures become nil, message, details
 -- here, once, through wxmedia.errors (which passes every message through the one redaction).
-local error, pairs, pcall, require, select, setmetatable, tostring, type =
-  error, pairs, pcall, require, select, setmetatable, tostring, type
+local pairs, pcall, require, select, setmetatable, tostring, type =
+  pairs, pcall, require, select, setmetatable, tostring, type
 local format = string.format
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 local errors = require "wxmedia.errors"
@@ -85,21 +85,13 @@ _M.remove_temp_files_on_signals = helper("remove_temp_files_on_signals")
 local Transport = {}
 Transport.__index = Transport
 
--- opts: { session = { the session options }, backend = an object of a session's shape (optional) }.
--- The session options are checked here (raising like Lua's own argument checks), so that a bad one
--- is reported where the client is made, not at its first call.
-function _M.new(opts, fname, level)
+-- opts: { session = { the session options, as wxmedia.config checked them }, backend = an object
+-- of a session's shape (optional) }. Only the core's own options are kept for the session.
+function _M.new(opts)
   local session_opts = {}
   local known = _M.session_options()
   for name, value in pairs(opts.session or {}) do
-    local expected = known[name]
-    if expected and value ~= nil then
-      if type(value) ~= expected then
-        error(format("bad option '%s' to '%s' (%s expected, got %s)", name, fname or "new", expected,
-          type(value)), (level or 1) + 1)
-      end
-      session_opts[name] = value
-    end
+    if known[name] then session_opts[name] = value end
   end
   return setmetatable({ session_opts = session_opts, backend = opts.backend, given = opts.backend ~= nil },
     Transport)
