@@ -1,5 +1,6 @@
 -- The request log of the control API: one JSON entry per WeChat-route request, in completion order,
--- without any access_token or secret (only route, sizes, codes and the part's filename).
+-- without any access_token or secret (only route, sizes, codes and the part's filename). A request that
+-- began before the last clear is not logged when it ends: it belongs to the log that was cleared.
 local cjson = require "cjson.safe"
 local clock = require "wxemu.clock"
 
@@ -17,7 +18,7 @@ function _M.record()
     if ctx.fault then ctx.fault = { kind = ctx.fault } end
   end
   local route = ctx.route
-  if not route then return end
+  if not route or ngx.req.start_time() < (dict:get("cleared_at") or 0) then return end
   local var = ngx.var
   local entry = {
     route = route,
@@ -54,6 +55,8 @@ end
 
 function _M.clear()
   dict:flush_all()
+  ngx.update_time()
+  dict:set("cleared_at", ngx.now())
 end
 
 return _M
