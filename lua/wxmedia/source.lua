@@ -25,7 +25,7 @@ local FIELDS = { data = "string", file = "file handle or function", size = "numb
   name = "string" }
 
 -- The tables check returned, by weak key (a checked table lives as long as its caller keeps it):
--- checked[t] = { form = "path"|"data"|"seekable"|"once", what = its name in "cannot upload <what>",
+-- checked[t] = { form = "data"|"seekable"|"once", what = its name in "cannot upload <what>",
 --   label = its name in the checks' messages, start = a seekable handle's position,
 --   read = a one-shot source's own read, head = what check read of it, consumed = its own reads
 --   began, so nothing can be sent again, failure = { message, details } of the attempt that did }.
@@ -33,11 +33,9 @@ local checked = setmetatable({}, { __mode = "k" })
 -- The caller's tables of one-shot sources that a check already read from.
 local read_once = setmetatable({}, { __mode = "k" })
 
--- A checked table's state. A table with a string path that check did not make (media.check's own,
--- or the caller's copy of one) is taken as a path, as upload always took it.
-local function state_of(file)
-  return checked[file] or { form = "path", what = file.path, label = file.path }
-end
+-- A table check made that is not in `checked` is a path's (media.check's own, or the caller's copy
+-- of one): it is taken as its path, as upload always took it. No state is made for it (a table less
+-- at every upload of a path).
 
 local function bad(n, fname, msg, level)
   error(format("bad argument #%d to '%s' (%s)", n, fname, msg), level + 1)
@@ -190,7 +188,8 @@ end
 
 -- The name of a checked source in "cannot upload <name>".
 function _M.name(file)
-  return state_of(file).what
+  local st = checked[file]
+  return st and st.what or file.path
 end
 
 -- Can an exchange about v be made again (a replay with a new token)? Not when v is a one-shot
@@ -204,8 +203,8 @@ end
 -- or { reader = function(n), size = N } reading from the start; or nil, message, details when a
 -- one-shot source cannot be read again.
 function _M.body(file)
-  local st = state_of(file)
-  if st.form == "path" then return file.path end
+  local st = checked[file]
+  if not st then return file.path end
   if st.form == "data" then return { data = file.data } end
   if st.form == "seekable" then
     local ok, err = file.file:seek("set", st.start)
@@ -248,8 +247,8 @@ end
 -- media_id, which hashes the very bytes it sends); any other checked table as it is. Memory is
 -- bounded by the type's limit, which check enforced on the size. Or nil, message, details.
 function _M.spool(file)
-  local st = state_of(file)
-  if st.form ~= "once" and st.form ~= "seekable" then return file end
+  local st = checked[file]
+  if not st or (st.form ~= "once" and st.form ~= "seekable") then return file end
   local body, msg, details = _M.body(file)
   if not body then return nil, msg, details end
   local what = "cannot upload " .. st.what
