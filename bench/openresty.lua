@@ -256,7 +256,7 @@ local function reload(ctx)
       bare_alerts) })
   lib.row({ bench = "4", what = ("contrast: bare ngx.run_worker_thread, %d in flight"):format(n), ref = "-",
     unit = "requests", values = bare,
-    note = "a location waiting 2 s on ngx.run_worker_thread without the adapter's keeper: the old worker "
+    note = "a location waiting 2 s on a bare ngx.run_worker_thread (no timer of its own): the old worker "
       .. "exits" })
 end
 

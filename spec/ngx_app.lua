@@ -113,7 +113,16 @@ function _M.timer_result()
   answer({ result = cjson.decode(ngx.shared.test:get("timer_result") or "null") })
 end
 
+-- arg exit_after=S: a light thread ends the request with ngx.exit after S seconds, whatever the
+-- transfer is doing (which kills the request's coroutine in the middle of the call).
 function _M.get()
+  local exit_after = tonumber(ngx.var.arg_exit_after)
+  if exit_after then
+    ngx.thread.spawn(function()
+      ngx.sleep(exit_after)
+      ngx.exit(204)
+    end)
+  end
   local path = config.tmpdir .. "/got-" .. ngx.worker.pid() .. "-" .. ngx.now()
   local res, err, details = client():get(ngx.var.arg_media_id, path)
   if res then res.path = nil end

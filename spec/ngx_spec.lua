@@ -535,6 +535,46 @@ describe("wxmedia.ngx in nginx #once", function()
     assert.is_nil(ngx:error_log():find("[alert]", 1, true))
   end)
 
+  it("frees the thread slot of a request ended by ngx.exit in the middle of a transfer", function()
+    -- one slot; 100 KB at 2 KiB/s would take 50 s, the deadline stops it after 1 s + 100 KB / 64 KiB/s
+    local ngx = start_nginx({ workers = 1, clients = {
+      main = { thread_pool = "wxmedia", max_threads = 1, slot_wait = 1, retries = 0, deadline_base = 1 } } })
+    finally(function() ngx:stop() end)
+    local id = big_media(ngx.tmp)
+    emu:fault({ route = "get", kind = "drip", rate = 2048, count = 1 })
+    local status = ngx:curl("/get?exit_after=0.3&media_id=" .. id)
+    assert.equal(204, status)
+    -- the task in the thread runs on to its deadline; then its slot is free again
+    assert.equal(1, counters(ngx).threads_busy)
+    wait_for("the slot to be freed", function() return counters(ngx).threads_busy == 0 end, 10)
+    local _, doc = json(ngx:curl("/get?media_id=" .. id))
+    assert.equal(#helper.read(helper.fixture("image.jpg")) + 100000, doc.size, cjson.encode(doc))
+    assert.equal(1, counters(ngx).deadlines)
+    assert.is_nil(ngx:error_log():find("[alert]", 1, true))
+  end)
+
+  it("answers every upload in flight across a graceful reload (HUP), half of them waiting for a slot",
+    function()
+    local ngx = start_nginx({ workers = 2, clients = { main = { thread_pool = "wxmedia", max_threads = 4,
+      slot_wait = 30, retries = 0, shared_dict = "wxmedia_tokens", lock_dict = "wxmedia_locks" } } })
+    finally(function() ngx:stop() end)
+    local _, first = upload_via(ngx, "image.png")    -- the token, fetched before the load
+    assert.is_string(first.res.media_id)
+    emu:fault({ route = "upload", kind = "delay", seconds = 2, count = 16 })
+    local dir = background(ngx, 16, "/upload?type=image&path=" .. helper.fixture("image.jpg"), "-X POST")
+    wait_for("16 uploads in flight", function()
+      local c = counters(ngx)
+      return c.threads_busy + c.waits >= 16
+    end)
+    os.execute("sleep 0.3; kill -HUP " .. ngx.pid)
+    local ok = 0
+    for _, a in ipairs(answers_of(dir, 16)) do
+      if a.status == 200 and a.doc.res and a.doc.res.media_id then ok = ok + 1 end
+    end
+    assert.equal(16, ok)
+    assert.is_nil(ngx:error_log():find("[alert]", 1, true))
+  end)
+
   it("fails fast as busy the tasks that wait in nginx's own queue (a pool smaller than max_threads)",
     function()
     -- the helper's pool has 8 threads

@@ -58,31 +58,17 @@ end
 -- semaphore per pool name and worker (module state is per worker).
 local semaphores = {}
 
+local function new_semaphore(n)
+  return assert(require("ngx.semaphore").new(n or 0))
+end
+
 local function slots(pool, size)
   local sema = semaphores[pool]
   if not sema then
-    sema = assert(require("ngx.semaphore").new(size))
+    sema = new_semaphore(size)
     semaphores[pool] = sema
   end
   return sema
-end
-
--- Why a graceful reload or `nginx -s quit` dropped the requests waiting on a worker thread:
--- a worker told to shut down closes its listening sockets and idle connections, then exits as soon
--- as no timer it must wait for is left in its event loop (nginx's ngx_event_no_timers_left: only
--- "cancelable" timers may remain). A request sleeping (ngx.sleep) or waiting on a cosocket or a
--- semaphore has such a timer; a request waiting on ngx.run_worker_thread has none, since the
--- thread's result comes back through the thread pool's notification, not through a timer. So the
--- worker exited at once: its exit handlers wait for the running tasks, then it finds the client's
--- connection still open ("[alert] open socket #N left in connection", "aborting") and exits without
--- an answer, losing a media_id WeChat had already given.
--- The fix uses the module's own design: while a call is in a worker thread, a light thread of the
--- same request sleeps (one timer the exit path waits for); it is killed as soon as the call returns,
--- so the old worker answers the request, then exits. Nothing wakes up meanwhile (the sleep is long).
-local KEEPER_SLEEP = 3600
-
-local function keep_worker_alive()
-  while true do ngx.sleep(KEEPER_SLEEP) end
 end
 
 local CLIENT_GONE = "the HTTP client went away before the transfer started"
@@ -99,11 +85,8 @@ local warned_queue = false
 -- One call in the thread pool, once a slot is held: returns the thread's values (called, res, msg,
 -- kind, stopped), or raises what ngx.run_worker_thread raised.
 local function run_in_thread(self, o, method, watch, args, n)
-  local keeper = ngx.thread.spawn(keep_worker_alive)
-  local pok, ok, called, res, msg, kind, stopped = pcall(run_worker_thread, o.pool, THREAD_MODULE,
-    "watched", self.session_opts, watch, method, unpack(args, 1, n))
-  ngx.thread.kill(keeper)
-  if not pok then error(ok, 0) end
+  local ok, called, res, msg, kind, stopped = run_worker_thread(o.pool, THREAD_MODULE, "watched",
+    self.session_opts, watch, method, unpack(args, 1, n))
   if not ok then
     if called == "no available Lua vm" then
       return true, nil, format("no Lua VM free for thread pool %s: lua_worker_thread_vm_pool_size is below "
@@ -113,6 +96,42 @@ local function run_in_thread(self, o, method, watch, args, n)
     return true, nil, "the worker thread failed: " .. tostring(called), "transfer"
   end
   return called, res, msg, kind, stopped
+end
+
+-- Who holds a thread slot: a timer, not the request. A request's coroutine can be killed while it
+-- waits for the thread (ngx.exit from one of its light threads, or from its own ngx.on_abort
+-- handler), and nothing after that wait then runs: a slot the request held would stay taken for the
+-- life of the worker, and after max_threads such requests every transfer of the worker would fail
+-- as busy. A timer (ngx.timer.at) does not die with a request: it runs the call in the thread pool
+-- and frees the slot when the thread returns, request or no request, then hands the result to the
+-- request, which waits for it on a semaphore.
+--
+-- That wait also keeps an old worker until the result is delivered. A worker told to shut down (a
+-- graceful reload, `nginx -s quit`) closes its listening sockets and idle connections, then exits as
+-- soon as no timer it must wait for is left in its event loop (nginx's ngx_event_no_timers_left:
+-- only "cancelable" timers may remain). A request waiting on a semaphore has such a timer; one
+-- waiting on ngx.run_worker_thread has none, since the thread's result comes back through the
+-- thread pool's notification: the worker exited at once, found the client's connection still open
+-- ("[alert] open socket #N left in connection") and dropped the answer, losing a media_id WeChat had
+-- already given.
+local RESULT_WAIT = 3600
+
+-- The timer: job = { self, o, method, watch, args, n, slots, done }. It runs even when premature
+-- (the worker is shutting down): the request waiting for it is what the worker waits for.
+local function run_job(_, job)
+  local results = { pcall(run_in_thread, job.self, job.o, job.method, job.watch, job.args, job.n) }
+  local status, stopped = job.o.status, results[1] and results[6]
+  status:incr("busy", -1)
+  job.slots:post(1)
+  if stopped then
+    status:incr(STOPPED[stopped])
+    if stopped == "queued" and not warned_queue then
+      warned_queue = true
+      ngx.log(ngx.WARN, "wxmedia: ", results[4])
+    end
+  end
+  job.results = results
+  job.done:post(1)
 end
 
 -- An upload body with a reader would reach the thread without it (plain() drops functions), and the
@@ -156,20 +175,23 @@ function _M.threads(o)
         dict = request and o.flags_name, key = request and request.key }
       if request then abort.started(request, o.flags) end
       status:incr("busy")
+      local job = { self = self, o = o, method = method, watch = watch, args = args, n = n, slots = sema,
+        done = new_semaphore() }
+      local timer, terr = ngx.timer.at(0, run_job, job)
+      if not timer then
+        status:incr("busy", -1)
+        sema:post(1)
+        if request then abort.finished(request) end
+        return nil, "cannot start the transfer: " .. tostring(terr), "busy"
+      end
       status:incr("transfers")
       if method == "request" then status:incr("token_fetches") end
-      local done, called, res, msg, kind, stopped = pcall(run_in_thread, self, o, method, watch, args, n)
-      status:incr("busy", -1)
-      sema:post(1)
+      local waited, werr = job.done:wait(RESULT_WAIT)
+      while not waited and werr == "timeout" do waited, werr = job.done:wait(RESULT_WAIT) end
+      if not waited then error("wxmedia.ngx: cannot wait for the transfer: " .. tostring(werr), 0) end
       if request then abort.finished(request) end
+      local done, called, res, msg, kind = unpack(job.results, 1, 5)
       if not done then error(called, 0) end
-      if stopped then
-        status:incr(STOPPED[stopped])
-        if stopped == "queued" and not warned_queue then
-          warned_queue = true
-          ngx.log(ngx.WARN, "wxmedia: ", msg)
-        end
-      end
       return finish(called, res, msg, kind)
     end
   end
