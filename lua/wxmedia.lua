@@ -49,7 +49,7 @@ local function module_client()
     if details.kind == "config" and not config_opts then
       return errors.fail("config", "wxmedia is not configured: call wxmedia.configure{...} or set "
         .. config.ENV.appid .. " and " .. config.ENV.secret .. " (or " .. config.ENV.access_token .. "): "
-        .. err)
+        .. err, { option = details.option })
     end
     return nil, err, details
   end

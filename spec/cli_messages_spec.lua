@@ -65,6 +65,19 @@ describe("wxmedia command messages", function()
     assert.same({}, emu:requests())
   end)
 
+  it("says how to give a missing credential on the command line, before any request (exit 2)", function()
+    local r = cli.run(tmp, { "token" }, { WXMEDIA_BASE_URL = emu.base_url })
+    assert.equal(2, r.code)
+    assert.equal("wxmedia: no access_token source: give appid and secret (or set WECHAT_APPID and "
+      .. "WECHAT_APPSECRET), access_token (or set WECHAT_ACCESS_TOKEN), or token_provider"
+      .. " (or use --appid and --secret-file)\n", r.err)
+    r = cli.run(tmp, { "--appid", helper.APPID, "token" }, { WXMEDIA_BASE_URL = emu.base_url })
+    assert.equal(2, r.code)
+    assert.equal("wxmedia: no AppSecret for " .. helper.APPID .. ": give secret, or set WECHAT_APPSECRET"
+      .. " (or use --secret-file)\n", r.err)
+    assert.same({}, emu:requests())
+  end)
+
   it("says where a bad base URL came from, in one line, before any request (exit 2)", function()
     local r = cli.run(tmp, { "--base-url", "api.weixin.qq.com", "token" }, creds)
     assert.equal(2, r.code)

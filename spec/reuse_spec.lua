@@ -330,6 +330,7 @@ describe("wxmedia media_id reuse", function()
     assert.is_nil(res)
     assert.are.equal("config", details.kind)
     assert.matches("needs the account's appid", msg)
+    assert.are.equal("appid", details.option)
     assert.are.equal(0, uploads())
     local with_appid = assert(wxmedia.new({ appid = helper.APPID, access_token = emu:token(),
       base_url = emu.base_url, sleep = function() end }))

@@ -135,15 +135,17 @@ function Run:spool()
   return s, err
 end
 
--- The client's failure in the command line's terms: where a bad base URL or a missing credential
--- came from.
+-- Where the command line takes the option a config failure names (details.option).
+local OPTION_HINTS = { appid = " (or use --appid and --secret-file)", secret = " (or use --secret-file)" }
+
+-- The client's failure in the command line's terms: where a bad base URL came from, how to give a
+-- missing credential.
 local function client_problem(opts, err, details)
-  if details.kind ~= "config" then return err end
-  if err:find(config.ENV.appid, 1, true) then return err .. " (or use --appid and --secret-file)" end
-  if err:find("base URL", 1, true) then
+  local option = details.kind == "config" and details.option
+  if option == "base_url" then
     return err .. (opts.base_url and " (given with --base-url)" or (" (from " .. config.ENV.base_url .. ")"))
   end
-  return err
+  return err .. (OPTION_HINTS[option] or "")
 end
 
 -- The client of this run: the options on the command line, the rest from the environment

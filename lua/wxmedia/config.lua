@@ -155,7 +155,7 @@ function _M.resolve(opts, getenv)
   for k, v in pairs(opts) do o[k] = v end
   if o.token_api ~= nil and o.token_api ~= "stable" and o.token_api ~= "classic" then
     return errors.fail("config", format("token_api must be \"stable\" or \"classic\", not \"%s\"",
-      tostring(o.token_api)))
+      tostring(o.token_api)), { option = "token_api" })
   end
 
   if o.access_token then
@@ -168,15 +168,17 @@ function _M.resolve(opts, getenv)
     if o.appid and o.secret then
       o.token_mode = o.token_api or "stable"
     elseif o.secret then
-      return errors.fail("config", format("an AppSecret but no AppID: give appid, or set %s", _M.ENV.appid))
+      return errors.fail("config", format("an AppSecret but no AppID: give appid, or set %s", _M.ENV.appid),
+        { option = "appid" })
     elseif env("access_token") then
       o.access_token, o.token_mode, o.token_origin = env("access_token"), "static", _M.ENV.access_token
     elseif o.appid then
       return errors.fail("config", format("no AppSecret for %s: give secret, or set %s", o.appid,
-        _M.ENV.secret))
+        _M.ENV.secret), { option = "secret" })
     else
       return errors.fail("config", format("no access_token source: give appid and secret (or set %s and %s), "
-        .. "access_token (or set %s), or token_provider", _M.ENV.appid, _M.ENV.secret, _M.ENV.access_token))
+        .. "access_token (or set %s), or token_provider", _M.ENV.appid, _M.ENV.secret, _M.ENV.access_token),
+        { option = "appid" })
     end
   end
   -- the appid keys the records of media_id reuse whatever the token source
@@ -184,7 +186,7 @@ function _M.resolve(opts, getenv)
   o.base_url = o.base_url or env("base_url") or transport.default_base_url()
   if o.base_url then
     local problem = base_url_problem(o.base_url, o.allow_http)
-    if problem then return errors.fail("config", problem) end
+    if problem then return errors.fail("config", problem, { option = "base_url" }) end
   end
   return o
 end

@@ -13,6 +13,7 @@
 local error, pairs, setmetatable, tostring, type = error, pairs, setmetatable, tostring, type
 local format = string.format
 local cjson = require("cjson.safe").new()
+local config = require "wxmedia.config"
 local errors = require "wxmedia.errors"
 local source = require "wxmedia.source"
 local store_mod = require "wxmedia.store"
@@ -186,7 +187,8 @@ end
 -- The failure of media_id for a client that has no appid to key records by.
 function _M.no_account()
   return errors.fail("config", "media_id: reusing media_ids needs the account's appid; give appid to "
-    .. "wxmedia.new (or set WECHAT_APPID) with access_token or token_provider")
+    .. "wxmedia.new (or set " .. config.ENV.appid .. ") with access_token or token_provider",
+    { option = "appid" })
 end
 
 return _M
