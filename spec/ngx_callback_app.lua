@@ -37,6 +37,10 @@ local function wanted(msg)
     return { type = "video", path = config.fixtures .. "/video.mp4", titel = "x" }
   elseif ask == "raise" then
     error("the handler broke")
+  elseif ask == "die once" then
+    -- a worker crash in the middle of the work: the first time only (the dict survives the worker)
+    if ngx.shared.callbacks:add("died", true) then os.execute("kill -9 " .. ngx.worker.pid()) end
+    return { type = "text", content = "back again" }
   elseif ask == "slow text" then
     ngx.sleep(config.slow)
     return { type = "text", content = "sorry for the wait" }

@@ -234,6 +234,20 @@ describe("wxmedia.ngx.callback in nginx #once", function()
       assert.equal("you said: hello", fields(text.reply.body).Content)
     end)
 
+    it("answers on WeChat's retry a message whose first attempt's worker died, as a first attempt", function()
+      callback_to(4)
+      local rec = emu:user_message { msg_type = "text", content = "die once", wait = true }
+      assert.equal("reply", rec.outcome, rec.reason)
+      assert.equal(2, #rec.attempts)
+      assert.equal("connection failed", rec.attempts[1].result)
+      assert.equal("back again", fields(rec.reply.body).Content)
+      assert.matches("died before it answered a message from " .. rec.openid, ngx:error_log(), 1, true)
+      -- WeChat's next retry: the answer recorded, not a second take-over
+      local status, body = replay(rec)
+      assert.equal(200, status)
+      assert.equal(rec.reply.body, body)
+    end)
+
     it("gets \"success\" in time and the image as a customer-service message when the upload is slower",
       function()
       callback_to(1)

@@ -12,8 +12,10 @@
 --   * not ready: the answer is "success" (no passive reply) at the budget, and the timer sends the same
 --     reply as a customer-service message (client:send) once its media_id is ready;
 --   * WeChat's retries of a message get the answer the first attempt gave, from a lua_shared_dict (a
---     retry may reach any worker), and never start the work again: the state is "pending" while
---     the first attempt waits, then the reply's XML, "deferred" or "none".
+--     retry may reach any worker), and never start the work again: the state is "pending:<pid of
+--     the worker doing it>" while the first attempt waits, then the reply's XML, "deferred" or
+--     "none"; unless that worker died (a crash, an OOM kill) before it settled the state: then one
+--     retry takes the message over and answers it as a first attempt.
 --
 -- Why a timer, and not ngx.eof() then carrying on in the request: after ngx.eof() the request still
 -- owns WeChat's connection until the upload ends, and with `lua_check_client_abort on` (which the
@@ -44,7 +46,7 @@ _M.DEFAULT_BUDGET = 4
 
 -- A message's state lives this long: WeChat's 3 attempts span 15 s from the first post.
 local STATE_TTL = 120
-local PENDING, DEFERRED, NONE, REPLY = "pending", "deferred", "none", "reply:"
+local PENDING, DEFERRED, NONE, REPLY = "pending:", "deferred", "none", "reply:"
 -- how often a retry that finds the first attempt still waiting looks again
 local POLL = 0.05
 local SAFE_MODE = "it is encrypted (the callback's safe mode), which wxmedia does not support: set the "
@@ -286,22 +288,6 @@ local function key_of(msg)
   return "wxmedia:callback:" .. sum
 end
 
--- The answer of a retry: what the first attempt answered, waiting for it until deadline while it
--- is still pending. A first attempt that never settles (its worker died) leaves "success".
-local function answer_retry(self, key, deadline)
-  local state = self.dict:get(key)
-  while state == PENDING and ngx.now() < deadline do
-    ngx.sleep(POLL)
-    state = self.dict:get(key)
-  end
-  if type(state) == "string" and state:sub(1, #REPLY) == REPLY then
-    answer_xml(state:sub(#REPLY + 1))
-    return "retry"
-  end
-  answer_none()
-  return "retry"
-end
-
 -- The first attempt: the work in a timer, and the answer it gives within the budget.
 local function answer_first(self, msg, key, deadline)
   local job = { state = "waiting", sema = require("ngx.semaphore").new(0), key = key, deadline = deadline }
@@ -326,11 +312,67 @@ local function answer_first(self, msg, key, deadline)
   return state == "none" and "none" or "deferred"
 end
 
+-- The state of a message being worked on by this worker.
+local function pending()
+  return PENDING .. ngx.worker.pid()
+end
+
+-- The worker a pending state names, or nil for a settled state.
+local function owner_of(state)
+  return type(state) == "string" and state:sub(1, #PENDING) == PENDING and state:sub(#PENDING + 1) or nil
+end
+
+-- A process's state letter and parent pid, from /proc (Linux); nil when it cannot be read.
+local function proc_stat(pid)
+  local f = io_open("/proc/" .. pid .. "/stat", "rb")
+  if not f then return nil end
+  local stat = f:read("*l") or ""
+  f:close()
+  return stat:match("^%d+ %b() (%a) (%d+)")
+end
+
+-- Has worker `pid` of this nginx died? Only when /proc says so: it is gone, a zombie, or another
+-- master's child (its pid reused). Without /proc nothing is known, and nothing is taken over.
+local function worker_died(pid)
+  if pid == tostring(ngx.worker.pid()) then return false end
+  local _, master = proc_stat("self")
+  if not master then return false end
+  local state, parent = proc_stat(pid)
+  return state == nil or state == "Z" or state == "X" or parent ~= master
+end
+
+-- The answer of a retry: what the first attempt answered, waiting for it until deadline while it
+-- is still pending. A first attempt whose worker died is taken over by one retry (the others wait
+-- for that one); a first attempt that never settles otherwise leaves "success".
+local function answer_retry(self, msg, key, deadline)
+  local state = self.dict:get(key)
+  while true do
+    local owner = owner_of(state)
+    if not owner then break end
+    if worker_died(owner) and self.dict:add(key .. ":taken:" .. owner, true, STATE_TTL) then
+      ngx.log(ngx.WARN, "wxmedia: callback: worker ", owner, " died before it answered a message from ",
+        tostring(msg.FromUserName), ": answering WeChat's retry as the first attempt")
+      record(self, key, pending())
+      return answer_first(self, msg, key, deadline)
+    end
+    if ngx.now() >= deadline then break end
+    ngx.sleep(POLL)
+    state = self.dict:get(key)
+  end
+  if type(state) == "string" and state:sub(1, #REPLY) == REPLY then
+    answer_xml(state:sub(#REPLY + 1))
+    return "retry"
+  end
+  answer_none()
+  return "retry"
+end
+
 -- syntax: how, err = cb:handle()   (content phase)
 -- Answers the request WeChat made to the callback URL. how: "echo" (the server check's GET),
 -- "reply" (the passive reply), "deferred" ("success", the reply to follow as a customer-service
 -- message), "none" ("success": no reply, or it failed: see the error log) or "retry" (a retry,
--- answered as the first attempt was); or nil, why, for a request that is not WeChat's: 403 (a bad
+-- answered as the first attempt was; a retry that took over a dead worker's message answers as a
+-- first attempt); or nil, why, for a request that is not WeChat's: 403 (a bad
 -- signature), 400 (no echostr, a body that is not a message), 405.
 function _M.handle(self)
   if ngx.get_phase() ~= "content" then
@@ -365,8 +407,8 @@ function _M.handle(self)
   end
   local key = key_of(msg)
   if key then
-    local ok, aerr = self.dict:add(key, PENDING, STATE_TTL)
-    if not ok and aerr == "exists" then return answer_retry(self, key, deadline) end
+    local ok, aerr = self.dict:add(key, pending(), STATE_TTL)
+    if not ok and aerr == "exists" then return answer_retry(self, msg, key, deadline) end
     if not ok then
       -- a full dict: this message goes on, without protection against its retries
       ngx.log(ngx.WARN, "wxmedia: callback: cannot record the message in dedup_dict: ", tostring(aerr))
