@@ -105,6 +105,27 @@ describe("wxmedia.config", function()
       for name, t in pairs(core.SESSION_OPTIONS) do assert.equal(t, all[name], name) end
       assert.is_nil(all.nosuch)
     end)
+
+    it("README's table of options gives the defaults the C core applies", function()
+      -- rows "| `a`, `b` | default_a, default_b | meaning |" of the table under "Other options"
+      local readme = assert(helper.read(helper.root .. "/README.md"))
+      local table_text = assert(readme:match("\nOther options %(all optional%):\n(.-)\n\n"))
+      local stated = {}
+      for names, defaults in table_text:gmatch("\n| (`[^|]-) | ([^|]-) |") do
+        local values = {}
+        for v in (defaults .. ","):gmatch("%s*([^,]-)%s*,") do values[#values + 1] = v end
+        local i = 0
+        for name in names:gmatch("`([%w_]+)`") do
+          i = i + 1
+          stated[name] = values[i]
+        end
+      end
+      local defaults = require("wxmedia.transport").session_defaults()
+      assert.is_number(defaults.low_speed_limit)
+      for name, value in pairs(defaults) do
+        assert.equal(value == 0 and "none" or ("%g"):format(value), stated[name], name)
+      end
+    end)
   end)
 
   describe("every entry point reads the same environment", function()

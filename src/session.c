@@ -268,7 +268,8 @@ static const luaL_Reg functions[] = {
 
 /*
 ** Creates the metatable and adds to the module table on the top of the stack: session(),
-** SESSION_OPTIONS (name -> "string"|"number"|"boolean") and DEFAULT_BASE_URL.
+** SESSION_OPTIONS (name -> "string"|"number"|"boolean"), SESSION_DEFAULTS (name -> the default of
+** each number option, 0 for none) and DEFAULT_BASE_URL.
 */
 void wxm_session_open (lua_State *L) {
   const struct session_option *o;
@@ -284,6 +285,13 @@ void wxm_session_open (lua_State *L) {
     lua_setfield(L, -2, o->name);
   }
   lua_setfield(L, -2, "SESSION_OPTIONS");
+  lua_newtable(L);
+  for (o = options; o->name != NULL; o++) {
+    if (o->type != LUA_TNUMBER) continue;
+    lua_pushnumber(L, o->def);
+    lua_setfield(L, -2, o->name);
+  }
+  lua_setfield(L, -2, "SESSION_DEFAULTS");
   lua_pushliteral(L, WXMEDIA_BASE_URL);
   lua_setfield(L, -2, "DEFAULT_BASE_URL");
 }

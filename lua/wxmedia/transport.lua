@@ -49,6 +49,12 @@ function _M.session_options()
   return from_core("SESSION_OPTIONS") or {}
 end
 
+-- { option name = default }: the defaults of a session's number options (0: none), as the core
+-- applies them.
+function _M.session_defaults()
+  return from_core("SESSION_DEFAULTS") or {}
+end
+
 -- The core's clock: sleep(seconds) and the wall clock in seconds, or nil when it cannot be loaded.
 function _M.clock()
   local c = _M.core()
