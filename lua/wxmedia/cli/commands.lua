@@ -93,14 +93,14 @@ local function upload_one(run, mtype, file)
   return res, err, details
 end
 
--- Several files (none of them standard input) without --reuse go up --parallel at once (4 by
--- default), through upload_many; the lines still come in the order of the files.
-local PARALLEL = 4
+-- Several files (none of them standard input) without --reuse go up --parallel at once (by
+-- default upload_many's concurrency), through upload_many; the lines still come in the order of
+-- the files.
 
 local function upload_all(run, mtype, files)
   local list = {}
   for i, file in ipairs(files) do list[i] = { mtype, file } end
-  local results = run.client:upload_many(list, { concurrency = run.opts.parallel or PARALLEL })
+  local results = run.client:upload_many(list, { concurrency = run.opts.parallel })
   local i = 0
   return function()
     i = i + 1

@@ -30,7 +30,7 @@ DESCRIPTION
         file's content, not its name. With one FILE, prints its media_id;
         with several, prints "MEDIA_ID  FILE" for each, in order. Every
         FILE is tried even when an earlier one fails. Several FILEs go
-        up 4 at a time (--parallel N). A FILE of - is standard input,
+        up {default_parallel} at a time (--parallel N). A FILE of - is standard input,
         read to its end into a private temp file first (WeChat needs the
         length before the bytes); the name sent to WeChat then comes from
         the content ("media.jpg").
@@ -98,11 +98,11 @@ OPTIONS
                          taking the secret itself, as other users of the
                          machine can read command lines)
     --base-url URL       the API's address, with its scheme (default
-                         https://api.weixin.qq.com)
+                         {default_base_url})
     --token-api API      stable (the default: every process shares one
                          token) or classic (cgi-bin/token)
     --retries N          retries after a network failure, HTTP 5xx/429 or
-                         a busy server (default 3)
+                         a busy server (default {default_retries})
     --timeout SECONDS    give up on a transfer after this long
     -o, --output FILE    get: write to FILE (replacing it); - for stdout
     --json               print one JSON object per line, for scripts; a
@@ -111,7 +111,7 @@ OPTIONS
                          errors still go to stderr
     --reuse              upload, send: reuse media_ids recorded in the
                          store
-    --parallel N         upload: send N files at once (default 4 when
+    --parallel N         upload: send N files at once (default {default_parallel} when
                          more than one file is given; not with --reuse)
     --store FILE         keep access_tokens (and --reuse records) in FILE,
                          shared by every run (default with --reuse:
@@ -175,6 +175,16 @@ EXAMPLES
 
 -- The SYNOPSIS and DESCRIPTION lines about one command: its synopsis lines, then each entry of
 -- DESCRIPTION whose first line names it (an entry runs to the next line indented 4 spaces).
+-- The defaults the manual names, asked of their owners.
+local facts = {
+  default_base_url = require("wxmedia.transport").default_base_url() or "WeChat's API",
+  default_retries = require("wxmedia.retry").DEFAULT_RETRIES,
+  default_parallel = require("wxmedia.many").DEFAULT_CONCURRENCY,
+}
+_M.text = _M.text:gsub("{([%w_]+)}", function(name)
+  return facts[name] ~= nil and tostring(facts[name]) or nil
+end)
+
 function _M.topic(command)
   local out, section, inside = {}, nil, false
   for line in _M.text:gmatch("([^\n]*)\n") do
