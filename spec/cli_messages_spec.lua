@@ -65,6 +65,19 @@ describe("wxmedia command messages", function()
     assert.same({}, emu:requests())
   end)
 
+  it("names what failed once, and cuts a long media_id it names", function()
+    local env = { WECHAT_ACCESS_TOKEN = "t", WXMEDIA_BASE_URL = emu.base_url }
+    local r = cli.run(tmp, { "get", ("x"):rep(600), "-o", tmp .. "/out" }, env)
+    assert.equal(2, r.code)
+    assert.equal("wxmedia: cannot get a medium: the media_id is 600 characters long; WeChat's are 64\n", r.err)
+    env.TMPDIR = tmp .. "/no-such-folder"
+    r = cli.run(tmp, { "get", ("x"):rep(100), "-o", "-" }, env)
+    assert.equal(5, r.code)
+    local head = "wxmedia: cannot get " .. ("x"):rep(64) .. "... (100 characters): cannot make a temp folder: "
+    assert.equal(head, r.err:sub(1, #head))
+    assert.same({}, emu:requests())
+  end)
+
   it("says how to give a missing credential on the command line, before any request (exit 2)", function()
     local r = cli.run(tmp, { "token" }, { WXMEDIA_BASE_URL = emu.base_url })
     assert.equal(2, r.code)

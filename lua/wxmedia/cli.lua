@@ -110,15 +110,23 @@ function Run:say(obj, text)
   end
 end
 
+-- A subject as a message names it: a long one (a media_id of megabytes given by mistake) is cut.
+local SUBJECT_MAX = 80
+local function subject_text(subject)
+  if #subject <= SUBJECT_MAX then return subject end
+  return subject:sub(1, 64) .. "... (" .. #subject .. " characters)"
+end
+
 -- Prints a failure about subject (a file, a media_id; nil for the run itself) to stderr, and with
--- --json the object json_fields to stdout; returns its exit status. A message that does not start
--- with "cannot <verb> <subject>" (nor quote the subject) gets that in front.
+-- --json the object json_fields to stdout; returns its exit status. A message that does not already
+-- say what could not be done ("cannot <verb> ...") nor quote the subject gets "cannot <verb>
+-- <subject>" in front.
 function Run:failure(verb, subject, message, details, json_fields)
   details = details or {}
   message = redact.text(tostring(message))
-  local head = subject and ("cannot " .. verb .. " " .. subject)
-  if head and message:sub(1, #head) ~= head and not message:find("'" .. subject .. "'", 1, true) then
-    message = head .. ": " .. message
+  local lead = subject and ("cannot " .. verb .. " ")
+  if lead and message:sub(1, #lead) ~= lead and not message:find("'" .. subject .. "'", 1, true) then
+    message = lead .. subject_text(subject) .. ": " .. message
   end
   self:note(message)
   if self.opts.json and json_fields then
