@@ -167,6 +167,8 @@ describe("wxmedia.store", function()
         seen[m] = true
       end
       assert.matches("is a directory", warnings[1], 1, true)
+      -- nothing waited for the lock: no warning says so
+      for _, m in ipairs(warnings) do assert.is_nil(m:find("was not had within", 1, true), m) end
     end)
 
     it("a store whose methods raise costs no lock and no call: the caller warns and goes on", function()

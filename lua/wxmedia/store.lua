@@ -70,14 +70,19 @@ function _M.wrap(obj, what, level, warn)
   end
   if type(obj.lock) == "function" then
     function adapter.lock(_, key, timeout)
-      local ok, l, err = pcall(obj.lock, obj, key, timeout)
+      local ok, l, err, details = pcall(obj.lock, obj, key, timeout)
       if not ok then
         warn("the store's lock failed: " .. tostring(l))
         return nil
       end
       if not l then
-        warn("the lock " .. key .. " was not had within " .. tostring(timeout) .. " s (" .. tostring(err)
-          .. "): going on without it")
+        -- a store that says why (the file store: kind "io" for a lock file it cannot open) did not wait
+        if type(details) == "table" and details.kind ~= nil and details.kind ~= "timeout" then
+          warn("the store's lock failed: " .. tostring(err) .. ": going on without it")
+        else
+          warn("the lock " .. key .. " was not had within " .. tostring(timeout) .. " s (" .. tostring(err)
+            .. "): going on without it")
+        end
       end
       return l
     end
