@@ -91,6 +91,20 @@ describe("wxmedia command messages", function()
     assert.same({}, emu:requests())
   end)
 
+  it("refuses plain http to another machine unless --allow-http, and says so", function()
+    -- curl resolves *.localhost to loopback itself; wxmedia takes the name for another machine's
+    local url = emu.base_url:gsub("127%.0%.0%.1", "wxmedia-test.localhost")
+    assert.matches("^http://wxmedia%-test%.localhost:%d+$", url)
+    local r = cli.run(tmp, { "--base-url", url, "token" }, creds)
+    assert.equal(2, r.code)
+    assert.equal("wxmedia: the base URL '" .. url .. "' is plain http to another machine, which would send the "
+      .. "secret and the access_token in clear; use https, or allow_http = true (or use --allow-http)\n", r.err)
+    assert.same({}, emu:requests())
+    r = cli.run(tmp, { "--allow-http", "--base-url", url, "token" }, creds)
+    assert.equal(0, r.code, r.err)
+    assert.equal(1, #emu:requests("stable_token"))
+  end)
+
   it("says where a bad base URL came from, in one line, before any request (exit 2)", function()
     local r = cli.run(tmp, { "--base-url", "api.weixin.qq.com", "token" }, creds)
     assert.equal(2, r.code)

@@ -144,7 +144,8 @@ function Run:spool()
 end
 
 -- Where the command line takes the option a config failure names (details.option).
-local OPTION_HINTS = { appid = " (or use --appid and --secret-file)", secret = " (or use --secret-file)" }
+local OPTION_HINTS = { appid = " (or use --appid and --secret-file)", secret = " (or use --secret-file)",
+  allow_http = " (or use --allow-http)" }
 
 -- The client's failure in the command line's terms: where a bad base URL came from, how to give a
 -- missing credential.
@@ -160,8 +161,8 @@ end
 -- (wxmedia.config reads it, as for every client).
 function Run:make_client()
   local opts = self.opts
-  local conf = { appid = opts.appid, base_url = opts.base_url, retries = opts.retries,
-    timeout = opts.timeout, token_api = opts.token_api }
+  local conf = { appid = opts.appid, base_url = opts.base_url, allow_http = opts.allow_http,
+    retries = opts.retries, timeout = opts.timeout, token_api = opts.token_api }
   if opts.secret_file then
     local secret, err = read_secret_file(opts.secret_file)
     if not secret then return nil, err, { kind = "input" } end

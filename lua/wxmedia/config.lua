@@ -120,7 +120,7 @@ function _M.local_url(url)
   return host ~= nil and local_host((host:gsub("^.*@", ""):gsub(":%d*$", "")))
 end
 
--- nil when the base URL is usable, else a message.
+-- nil when the base URL is usable, else a message and the option to change.
 local function base_url_problem(url, allow_http)
   local scheme, host = url:match("^(%a[%w+.-]*)://([^/?#]+)")
   if not scheme then
@@ -134,7 +134,7 @@ local function base_url_problem(url, allow_http)
   end
   if not allow_http and not local_host(host) then
     return format("the base URL '%s' is plain http to another machine, which would send the secret and "
-      .. "the access_token in clear; use https, or allow_http = true", url)
+      .. "the access_token in clear; use https, or allow_http = true", url), "allow_http"
   end
   return nil
 end
@@ -185,8 +185,8 @@ function _M.resolve(opts, getenv)
   o.appid = o.appid or env("appid")
   o.base_url = o.base_url or env("base_url") or transport.default_base_url()
   if o.base_url then
-    local problem = base_url_problem(o.base_url, o.allow_http)
-    if problem then return errors.fail("config", problem, { option = "base_url" }) end
+    local problem, option = base_url_problem(o.base_url, o.allow_http)
+    if problem then return errors.fail("config", problem, { option = option or "base_url" }) end
   end
   return o
 end

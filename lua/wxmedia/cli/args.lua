@@ -19,6 +19,7 @@ local VALUE_OPTIONS = {
 }
 local FLAG_OPTIONS = {
   ["--json"] = "json", ["--no-progress"] = "no_progress", ["--reuse"] = "reuse",
+  ["--allow-http"] = "allow_http",
   ["--help"] = "help", ["-h"] = "help", ["--version"] = "version",
 }
 _M.COMMANDS = { "upload", "get", "send", "token", "help" }

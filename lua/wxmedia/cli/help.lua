@@ -99,6 +99,9 @@ OPTIONS
                          machine can read command lines)
     --base-url URL       the API's address, with its scheme (default
                          {default_base_url})
+    --allow-http         allow a plain http:// base URL to a machine that is
+                         not loopback or private (the secret and tokens
+                         then cross the network in clear)
     --token-api API      stable (the default: every process shares one
                          token) or classic (cgi-bin/token)
     --retries N          retries after a network failure, HTTP 5xx/429 or
