@@ -85,6 +85,7 @@ build = {
     ["wxmedia.store.shared_dict"] = "lua/wxmedia/store/shared_dict.lua",
     ["wxmedia.token"] = "lua/wxmedia/token.lua",
     ["wxmedia.transport"] = "lua/wxmedia/transport.lua",
+    ["wxmedia.utf8"] = "lua/wxmedia/utf8.lua",
     ["wxmedia.warn"] = "lua/wxmedia/warn.lua",
   },
   install = {

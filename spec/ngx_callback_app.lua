@@ -35,6 +35,10 @@ local function wanted(msg)
     return nil
   elseif ask == "typo" then
     return { type = "video", path = config.fixtures .. "/video.mp4", titel = "x" }
+  elseif ask == "bell" then
+    return { type = "text", content = "ding\7" }
+  elseif ask == "latin1 title" then
+    return { type = "video", path = config.fixtures .. "/video.mp4", title = "caf\233" }
   elseif ask == "raise" then
     error("the handler broke")
   elseif ask == "die once" then

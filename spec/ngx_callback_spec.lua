@@ -310,7 +310,8 @@ describe("wxmedia.ngx.callback in nginx #once", function()
     it("answers success for no reply and for a reply that cannot be sent, and says why in the error log",
       function()
       callback_to(4)
-      for _, ask in ipairs({ "none", "typo", "raise", "media_id " .. ("A"):rep(64) }) do
+      local asks = { "none", "typo", "raise", "bell", "latin1 title", "media_id " .. ("A"):rep(64) }
+      for _, ask in ipairs(asks) do
         local rec = emu:user_message { msg_type = "text", content = ask, wait = true }
         if ask:match("^media_id") then
           -- a media_id of on_message's own goes as it is: WeChat (the emulator) refuses to show it
@@ -324,6 +325,12 @@ describe("wxmedia.ngx.callback in nginx #once", function()
       local log = ngx:error_log()
       assert.matches("on_message's reply: a video message has no field 'titel'", log, 1, true)
       assert.matches("on_message raised: .*the handler broke", log)
+      -- a value XML cannot carry: refused before any upload, where WeChat would get XML it rejects
+      -- and show the user "this account cannot serve"
+      assert.matches("on_message's reply: cannot build the text reply: content has a control character "
+        .. "(U+0007) at byte 5", log, 1, true)
+      assert.matches("on_message's reply: cannot build the video reply: title is not UTF-8 at byte 4", log, 1,
+        true)
     end)
   end)
 end)

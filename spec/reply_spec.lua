@@ -58,6 +58,78 @@ describe("wxmedia.reply", function()
     assert.has_error(function() reply.music(msg, {}) end)
   end)
 
+  -- Every value a caller gives each builder, as a function of that one value (the others valid).
+  local FIELDS = {
+    { "text", "content", function(msg, v) return reply.text(msg, v, 1700000001) end },
+    { "image", "media_id", function(msg, v) return reply.image(msg, v, 1700000001) end },
+    { "voice", "media_id", function(msg, v) return reply.voice(msg, v, 1700000001) end },
+    { "video", "media_id", function(msg, v) return reply.video(msg, v, "t", "d", 1700000001) end },
+    { "video", "title", function(msg, v) return reply.video(msg, "M", v, "d", 1700000001) end },
+    { "video", "description", function(msg, v) return reply.video(msg, "M", "t", v, 1700000001) end },
+  }
+  for _, name in ipairs({ "title", "description", "music_url", "hq_music_url", "thumb_media_id" }) do
+    FIELDS[#FIELDS + 1] = { "music", name, function(msg, v)
+      local music = { title = "t", description = "d", music_url = "http://x/y.mp3", hq_music_url = "http://x/z.mp3",
+        thumb_media_id = "THUMB" }
+      music[name] = v
+      return reply.music(msg, music, 1700000001)
+    end }
+  end
+  FIELDS[#FIELDS + 1] = { "text", "msg.FromUserName", function(msg, v)
+    return reply.text({ ToUserName = msg.ToUserName, FromUserName = v }, "hi", 1700000001)
+  end }
+
+  it("refuses a value XML cannot carry, naming the field and the byte: kind input, never malformed XML", function()
+    local lom = require "lxp.lom"
+    local msg = assert(reply.parse(INCOMING))
+    -- the byte at fault is the 3rd of each value
+    local BAD = {
+      { "ab\7c", "a control character (U+0007)" }, { "ab\0c", "a control character (U+0000)" },
+      { "ab\27[31m", "a control character (U+001B)" },
+      { "ab\255c", "not UTF-8" }, { "ab\128c", "not UTF-8" }, { "ab\228\184", "not UTF-8" },
+      { "ab\237\160\128c", "not UTF-8" },                 -- U+D800, a surrogate
+      { "ab\192\128c", "not UTF-8" }, { "ab\224\128\128c", "not UTF-8" },  -- overlong NUL
+      { "ab\244\144\128\128c", "not UTF-8" },            -- above U+10FFFF
+      { "ab\239\191\190c", "U+FFFE" }, { "ab\239\191\191c", "U+FFFF" },
+    }
+    for _, f in ipairs(FIELDS) do
+      for _, bad in ipairs(BAD) do
+        local label = f[1] .. " " .. f[2] .. " " .. bad[2]
+        local xml, err, details = f[3](msg, bad[1])
+        if xml then
+          -- what the builder made must at least be XML that expat reads
+          assert.is_table(lom.parse(xml), label)
+        end
+        assert.is_nil(xml, label)
+        assert.equal("cannot build the " .. f[1] .. " reply: " .. f[2], err:sub(1, #("cannot build the " .. f[1]
+          .. " reply: " .. f[2])), label)
+        assert.matches(bad[2], err, 1, true)
+        assert.matches("at byte 3", err, 1, true)
+        assert.equal("input", details.kind, label)
+        assert.equal(f[2], details.field, label)
+        assert.equal(3, details.position, label)
+      end
+    end
+  end)
+
+  it("keeps any text XML can carry exactly as it was: CJK, emoji, tab, newline, ]]>, DEL, U+FFFD", function()
+    local lom = require "lxp.lom"
+    local msg = assert(reply.parse(INCOMING))
+    local value = "你好，世界 😀🀄 tab\there\nline ]]> end ]]]]> \127 \194\133 \239\191\189 \238\128\128 "
+      .. "\244\143\191\191 \237\159\191"
+    for _, f in ipairs(FIELDS) do
+      local xml = assert(f[3](msg, value), f[1] .. " " .. f[2])
+      assert.is_table(lom.parse(xml), f[1] .. " " .. f[2])
+      local back = assert(reply.parse(xml))
+      local element = ({ content = "Content", media_id = "MediaId", title = "Title", description = "Description",
+        music_url = "MusicUrl", hq_music_url = "HQMusicUrl", thumb_media_id = "ThumbMediaId",
+        ["msg.FromUserName"] = "ToUserName" })[f[2]]
+      local wrap = ({ image = "Image", voice = "Voice", video = "Video", music = "Music" })[f[1]]
+      local got = (wrap and f[2] ~= "msg.FromUserName") and back[wrap][element] or back[element]
+      assert.equal(value, got, f[1] .. " " .. f[2])
+    end
+  end)
+
   it("verifies WeChat's signature: hex SHA-1 of token, timestamp and nonce sorted", function()
     local token, timestamp, nonce = "tok3n", "1700000000", "987654"
     local parts = { token, timestamp, nonce }

@@ -2,14 +2,16 @@
 -- mode). parse() reads the incoming XML with a real XML parser (expat, through lua-expat's lxp.lom,
 -- with lxp.threat's limits: no DTD, a small document, shallow nesting); image(), voice(), video(),
 -- music() and text() build the reply, To and From swapped, every value in CDATA (a "]]>" inside a
--- value split across two sections); verify() checks the signature WeChat puts on the URL.
+-- value split across two sections) after one check that it is XML text (no control character,
+-- well-formed UTF-8); verify() checks the signature WeChat puts on the URL.
 -- (The emulator reads and writes the same XML with its own code, on purpose: a test oracle that
 -- shared this module would agree with its bugs.)
 local error, ipairs, pcall, tostring, type = error, ipairs, pcall, tostring, type
 local concat, sort = table.concat, table.sort
-local format = string.format
+local byte, find, format = string.byte, string.find, string.format
 local errors = require "wxmedia.errors"
 local transport = require "wxmedia.transport"
+local utf8 = require "wxmedia.utf8"
 
 local _M = {}
 
@@ -83,11 +85,29 @@ function _M.parse(xml)
 end
 
 local function cdata(value)
-  return "<![CDATA[" .. (tostring(value):gsub("]]>", "]]]]><![CDATA[>")) .. "]]>"
+  return "<![CDATA[" .. (value:gsub("]]>", "]]]]><![CDATA[>")) .. "]]>"
 end
 
-local function element(name, value)
-  return "<" .. name .. ">" .. cdata(value) .. "</" .. name .. ">"
+-- Where value stops being XML 1.0 text (its Char production: tab, newline, carriage return,
+-- U+0020-U+D7FF, U+E000-U+FFFD, U+10000-U+10FFFF, in well-formed UTF-8): the byte and what is
+-- there; nil when it is all text. One such byte makes the whole reply XML that expat, and WeChat,
+-- refuse: the user would see "this account cannot serve" instead of the reply. (A carriage return
+-- is text, but an XML reader turns it into a newline, as it does in any document.)
+local function not_xml_text(value)
+  local at = find(value, "[^\t\n\r\32-\127]")   -- plain printable ASCII: nothing to decode
+  while at do
+    local b = byte(value, at)
+    if b < 0x80 then
+      return at, format("has a control character (U+%04X) at byte %d, which XML cannot carry", b, at)
+    end
+    local cp, after = utf8.decode(value, at)
+    if not cp then return at, format("is not UTF-8 at byte %d", at) end
+    if cp == 0xFFFE or cp == 0xFFFF then
+      return at, format("has U+%04X at byte %d, which XML cannot carry", cp, at)
+    end
+    at = find(value, "[^\t\n\r\32-\127]", after)
+  end
+  return nil
 end
 
 local function check_msg(msg, fname)
@@ -102,62 +122,88 @@ local function check_string(n, fname, value, optional)
   error(format("bad argument #%d to '%s' (string expected, got %s)", n, fname, type(value)), 3)
 end
 
--- The reply to msg: To and From swapped, its type, then its own elements (already XML).
-local function build(msg, now, msgtype, body)
-  return concat({ "<xml>", element("ToUserName", msg.FromUserName), element("FromUserName", msg.ToUserName),
-    "<CreateTime>", format("%d", now or os.time()), "</CreateTime>", element("MsgType", msgtype), body,
-    "</xml>" })
+local function element(v)
+  return "<" .. v[1] .. ">" .. cdata(v[3]) .. "</" .. v[1] .. ">"
 end
 
--- Each builder takes the parsed message, the reply's values, and optionally `now` (seconds) last.
+-- The reply to msg: To and From swapped, its type, then its own values ({ element, the caller's
+-- name for it, value or nil }, in order) inside the element `wrap` when given; or nil, message, details
+-- (kind input; field, position) when a value is not XML text: every value is checked here, once.
+local function build(msg, now, msgtype, wrap, values)
+  local head = { { "ToUserName", "msg.FromUserName", msg.FromUserName },
+    { "FromUserName", "msg.ToUserName", msg.ToUserName } }
+  for _, list in ipairs({ head, values }) do
+    for _, v in ipairs(list) do
+      local at, problem = not_xml_text(v[3] or "")
+      if at then
+        return errors.fail("input", format("cannot build the %s reply: %s %s", msgtype, v[2], problem),
+          { field = v[2], position = at })
+      end
+    end
+  end
+  local parts = { "<xml>", element(head[1]), element(head[2]), "<CreateTime>", format("%d", now or os.time()),
+    "</CreateTime>", element({ "MsgType", "type", msgtype }), wrap and ("<" .. wrap .. ">") or "" }
+  for _, v in ipairs(values) do
+    if v[3] ~= nil then parts[#parts + 1] = element(v) end
+  end
+  parts[#parts + 1] = wrap and ("</" .. wrap .. ">") or ""
+  parts[#parts + 1] = "</xml>"
+  return concat(parts)
+end
 
--- syntax: xml = reply.text(msg, content [, now])
+-- Each builder takes the parsed message, the reply's values, and optionally `now` (seconds) last;
+-- it returns the XML, or nil, message, details (kind input) for a value XML cannot carry: a control
+-- character, bytes that are not UTF-8 (user data, such as a title typed in another encoding).
+
+-- syntax: xml, err, details = reply.text(msg, content [, now])
 function _M.text(msg, content, now)
   check_msg(msg, "text")
   check_string(2, "text", content)
-  return build(msg, now, "text", element("Content", content))
+  return build(msg, now, "text", nil, { { "Content", "content", content } })
 end
 
 local function media_reply(name, tag)
   return function(msg, media_id, now)
     check_msg(msg, name)
     check_string(2, name, media_id)
-    return build(msg, now, name, "<" .. tag .. ">" .. element("MediaId", media_id) .. "</" .. tag .. ">")
+    return build(msg, now, name, tag, { { "MediaId", "media_id", media_id } })
   end
 end
 
--- syntax: xml = reply.image(msg, media_id [, now]), reply.voice(msg, media_id [, now])
+-- syntax: xml, err, details = reply.image(msg, media_id [, now]), reply.voice(msg, media_id [, now])
 _M.image = media_reply("image", "Image")
 _M.voice = media_reply("voice", "Voice")
 
--- syntax: xml = reply.video(msg, media_id [, title [, description [, now]]])
+-- syntax: xml, err, details = reply.video(msg, media_id [, title [, description [, now]]])
 function _M.video(msg, media_id, title, description, now)
   check_msg(msg, "video")
   check_string(2, "video", media_id)
   check_string(3, "video", title, true)
   check_string(4, "video", description, true)
-  local parts = { "<Video>", element("MediaId", media_id) }
-  if title then parts[#parts + 1] = element("Title", title) end
-  if description then parts[#parts + 1] = element("Description", description) end
-  parts[#parts + 1] = "</Video>"
-  return build(msg, now, "video", concat(parts))
+  return build(msg, now, "video", "Video", { { "MediaId", "media_id", media_id },
+    { "Title", "title", title }, { "Description", "description", description } })
 end
 
--- syntax: xml = reply.music(msg, { title =, description =, music_url =, hq_music_url =,
+local MUSIC_FIELDS = { "title", "description", "music_url", "hq_music_url" }
+
+-- syntax: xml, err, details = reply.music(msg, { title =, description =, music_url =, hq_music_url =,
 --   thumb_media_id = } [, now])     thumb_media_id is required by WeChat
 function _M.music(msg, music, now)
   check_msg(msg, "music")
   if type(music) ~= "table" or type(music.thumb_media_id) ~= "string" then
     error("bad argument #2 to 'music' (a table with thumb_media_id expected)", 2)
   end
-  local parts = { "<Music>" }
-  for _, f in ipairs({ { "Title", music.title }, { "Description", music.description },
-      { "MusicUrl", music.music_url }, { "HQMusicUrl", music.hq_music_url } }) do
-    if f[2] ~= nil then parts[#parts + 1] = element(f[1], f[2]) end
+  for _, name in ipairs(MUSIC_FIELDS) do
+    if music[name] ~= nil and type(music[name]) ~= "string" then
+      error(format("bad argument #2 to 'music' (field '%s': string expected, got %s)", name,
+        type(music[name])), 2)
+    end
   end
-  parts[#parts + 1] = element("ThumbMediaId", music.thumb_media_id)
-  parts[#parts + 1] = "</Music>"
-  return build(msg, now, "music", concat(parts))
+  return build(msg, now, "music", "Music", { { "Title", "title", music.title },
+    { "Description", "description", music.description },
+    { "MusicUrl", "music_url", music.music_url },
+    { "HQMusicUrl", "hq_music_url", music.hq_music_url },
+    { "ThumbMediaId", "thumb_media_id", music.thumb_media_id } })
 end
 
 -- WeChat's "I have no reply" answer.

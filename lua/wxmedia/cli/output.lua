@@ -5,6 +5,7 @@
 -- pure ASCII JSON: a server never gets a terminal escape sequence through us.
 -- Plain Lua 5.1 syntax on purpose: LuaRocks installs the command for whichever Lua it builds for.
 local cjson = require "cjson"
+local decode = require("wxmedia.utf8").decode
 
 local error, getmetatable, setmetatable, tostring, type = error, getmetatable, setmetatable, tostring, type
 local byte, format, gsub, lower = string.byte, string.format, string.gsub, string.lower
@@ -59,23 +60,10 @@ end
 local function escape_utf8(run)
   local out, i, n = {}, 1, #run
   while i <= n do
-    local b = byte(run, i)
-    local len, cp, min = 0, nil, 0
-    if b >= 0xC2 and b <= 0xDF then len, cp, min = 2, b - 0xC0, 0x80
-    elseif b >= 0xE0 and b <= 0xEF then len, cp, min = 3, b - 0xE0, 0x800
-    elseif b >= 0xF0 and b <= 0xF4 then len, cp, min = 4, b - 0xF0, 0x10000 end
-    local ok = len > 0 and i + len - 1 <= n
-    if ok then
-      for k = i + 1, i + len - 1 do
-        local c = byte(run, k)
-        if c < 0x80 or c > 0xBF then ok = false break end
-        cp = cp * 64 + (c - 0x80)
-      end
-    end
-    if ok and (cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF)) then ok = false end
-    if ok then
+    local cp, after = decode(run, i)
+    if cp then
       out[#out + 1] = u_escape(cp)
-      i = i + len
+      i = after
     else
       out[#out + 1] = "\\ufffd"
       i = i + 1

@@ -121,10 +121,23 @@ local function reason(err)
   return err:match("^bad argument #%d+ to '[^']*' %((.*)%)$") or err
 end
 
+-- The passive reply's XML for a message ready to send, or nil, why (a value XML cannot carry:
+-- checked_reply finds that out before the upload; a media_id WeChat gives is letters and digits).
+local function passive(msg, message)
+  local t = message.type
+  if t == "text" then return reply.text(msg, message.content) end
+  if t == "video" then return reply.video(msg, message.media_id, message.title, message.description) end
+  if t == "music" then return reply.music(msg, message) end
+  return reply[t](msg, message.media_id)
+end
+
 -- The customer-service message a reply of on_message stands for (its media_id still to come when
 -- it names a file or bytes), and that medium's source for media_id; or nil, why. The rest of the
--- reply is checked by message.body, the one owner of those rules, before anything is uploaded.
-local function checked_reply(wanted, openid)
+-- reply is checked before anything is uploaded, by the owners of those rules: message.body, and the
+-- passive reply's builder (a value XML cannot carry, such as a control character or bytes that are
+-- not UTF-8, is refused whether the reply goes passive or late).
+local function checked_reply(wanted, msg)
+  local openid = msg.FromUserName
   if type(wanted) ~= "table" then return nil, "on_message returned a " .. type(wanted) .. ", not a table" end
   local message, source = {}, nil
   for k, v in pairs(wanted) do
@@ -150,17 +163,10 @@ local function checked_reply(wanted, openid)
   end
   local ok, err = pcall(message_mod.body, openid, message, "on_message")
   if not ok then return nil, "on_message's reply: " .. reason(err) end
+  local xml, xerr = passive(msg, message)
+  if not xml then return nil, "on_message's reply: " .. xerr end
   if source then message.media_id = nil end
   return message, source
-end
-
--- The passive reply's XML for a message ready to send.
-local function passive(msg, message)
-  local t = message.type
-  if t == "text" then return reply.text(msg, message.content) end
-  if t == "video" then return reply.video(msg, message.media_id, message.title, message.description) end
-  if t == "music" then return reply.music(msg, message) end
-  return reply[t](msg, message.media_id)
 end
 
 -- on_message, then the media_id: the message to send, or false for no reply, or nil, why (and
@@ -169,7 +175,7 @@ local function prepare(self, msg)
   local ok, wanted = pcall(self.on_message, msg)
   if not ok then return nil, "on_message raised: " .. tostring(wanted) end
   if wanted == nil then return false end
-  local message, source = checked_reply(wanted, msg.FromUserName)
+  local message, source = checked_reply(wanted, msg)
   if not message then return nil, source end
   if source then
     local res, err = self.client:media_id(message.type, source)
