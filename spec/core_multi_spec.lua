@@ -4,6 +4,7 @@
 -- connections in the emulator's log), and cancel, close and the collector leave nothing behind.
 local helper = require "helper"
 local core = require "wxmedia.core"
+local cjson = require "cjson.safe"
 
 describe("wxmedia.core multi", function()
   local emu, token, dir, image_id
@@ -66,6 +67,71 @@ describe("wxmedia.core multi", function()
     assert.is_nil(m:wait())           -- nothing running: nothing to report
     m:close()
     assert.equal("wxmedia.multi (closed)", tostring(m))
+  end)
+
+  it("takes a session's upload bodies: bytes in memory and readers, each kept alive across waits", function()
+    local jpg = helper.read(helper.fixture("image.jpg"))
+    local png = helper.read(helper.fixture("image.png"))      -- holds NUL bytes
+    -- a reader over a string in chunks of `size` bytes, which collects garbage at every call: a chunk
+    -- the core still reads from after a wait must be kept alive by the multi, not by this stack
+    local function reader(bytes, size)
+      local pos = 1
+      return function()
+        collectgarbage()
+        local chunk = bytes:sub(pos, pos + size - 1)
+        pos = pos + #chunk
+        return chunk ~= "" and chunk or nil
+      end
+    end
+    local m = multi(4)
+    local sent = { { { data = jpg .. "" }, jpg }, { { reader = reader(png, 100), size = #png }, png },
+      { { reader = reader(jpg, 50000), size = #jpg }, jpg }, { { data = png }, png } }
+    local tickets = {}
+    for i, case in ipairs(sent) do
+      tickets[i] = assert(m:upload(token, "image", case[1], { filename = "m" .. i .. ".jpg" }))
+    end
+    sent[1][1].data = nil                 -- the multi holds the bytes it sends, not the caller
+    collectgarbage()
+    local results = wait_all(m)
+    for i, case in ipairs(sent) do
+      local res = assert(results[tickets[i]][1], results[tickets[i]][2])
+      local id = assert(cjson.decode(res.body).media_id, res.body)
+      local dest = dir .. "/back" .. i
+      local t = m:get(token, id, dest)
+      assert.equal(t, (m:wait()))
+      assert.equal(case[2], helper.read(dest), "item " .. i)
+    end
+    -- a reader that gives 1.5 MB in one string: libcurl takes it 64 KB or so at a time, over many
+    -- short waits (each returns when its time is up); only the multi holds that string between them
+    local function padded() return jpg .. ("\0wxmedia"):rep(200000) end
+    local once = true
+    local big = m:upload(token, "image", { size = #padded(), reader = function()
+      if not once then return nil end
+      once = false
+      return padded()
+    end }, { filename = "big.jpg" })
+    for _ = 1, 3 do assert.is_number(m:upload(token, "image", { data = png }, SEND)) end
+    local big_res
+    while m:running() > 0 do
+      local ticket, res, msg = m:wait(0.001)
+      if ticket == big then big_res = assert(res, msg) end
+      collectgarbage()
+      local junk = {}
+      for i = 1, 2000 do junk[i] = ("%d overwrites freed memory %d"):format(i, i):rep(40) end
+      assert.equal(2000, #junk)
+    end
+    local id = assert(cjson.decode(big_res.body).media_id, big_res.body)
+    m:get(token, id, dir .. "/big")
+    m:wait()
+    assert.is_true(helper.read(dir .. "/big") == padded(), "the big reader's bytes came back changed")
+    -- a reader's failure is its transfer's own, as from a session
+    local short = m:upload(token, "image", { reader = reader(jpg:sub(1, 10), 4), size = #jpg }, SEND)
+    local good = m:upload(token, "image", { data = jpg }, SEND)
+    results = wait_all(m)
+    assert.equal("input", results[short][3])
+    assert.equal("the reader ended after 10 of its " .. #jpg .. " bytes", results[short][2])
+    assert.equal(200, results[good][1].status)
+    m:close()
   end)
 
   it("keeps its connections for the next transfers", function()

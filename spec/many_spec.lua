@@ -83,6 +83,72 @@ describe("upload_many and get_many", function()
     assert.equal("image", results[2][1].type)
   end)
 
+  -- The bytes WeChat keeps for each successful item, read back through get_many.
+  local function stored(c, results)
+    local gets, back = {}, {}
+    for i, r in ipairs(results) do
+      if r[1] then gets[#gets + 1] = { r[1].media_id, dir .. "/back" .. i } end
+    end
+    local got, failed = c:get_many(gets)
+    assert.equal(0, failed)
+    for k, r in ipairs(got) do back[tonumber(r[1].path:match("(%d+)$"))] = helper.read(gets[k][2]) end
+    return back
+  end
+
+  it("takes every form upload takes: a path, bytes, a seekable handle, a reader, check's tables", function()
+    local c = client()
+    local jpg, png, gif = helper.read(helper.fixture("image.jpg")), helper.read(helper.fixture("image.png")),
+      helper.read(helper.fixture("image.gif"))
+    local handle = assert(io.open(helper.fixture("image.gif"), "rb"))
+    local pos = 1
+    local function reader(n)                  -- one-shot: it cannot go back
+      local chunk = png:sub(pos, pos + n - 1)
+      pos = pos + #chunk
+      return chunk
+    end
+    local checked_data = assert(c:check("image", { data = jpg, filename = "checked.jpg" }))
+    local list = {
+      { "image", helper.fixture("image.png") },
+      { "image", { data = jpg .. "", filename = "chart.jpg" } },
+      { "image", { file = handle } },
+      { "image", { data = "" } },                                     -- fails alone: empty
+      { "image", { file = reader, size = #png, filename = "once.png" } },
+      { "thumb", { data = png, filename = "wrong.png" } },            -- fails alone: thumb takes JPEG
+      { "image", checked_data },
+      { type = "image", path = { data = gif } },
+    }
+    local results, failed = c:upload_many(list, { concurrency = 3 })
+    handle:close()
+    assert.equal(#list, #results)
+    assert.equal(2, failed)
+    assert.equal("input", results[4][3].kind)
+    assert.equal("cannot upload the data: it is empty", results[4][2])
+    assert.equal("input", results[6][3].kind)
+    assert.equal("cannot upload the data 'wrong.png' as thumb: it is a PNG file; thumb takes JPEG",
+      results[6][2])
+    assert.equal(6, #emu:requests("upload"))          -- nothing was sent for the bad ones
+    local back = stored(c, results)
+    assert.same({ [1] = png, [2] = jpg, [3] = gif, [5] = png, [7] = jpg, [8] = gif }, back)
+    local names = {}
+    for _, e in ipairs(emu:requests("upload")) do names[#names + 1] = e.filename end
+    table.sort(names)
+    assert.same({ "chart.jpg", "checked.jpg", "image.png", "media.gif", "media.gif", "once.png" }, names)
+  end)
+
+  it("raises for an item whose table upload would refuse, naming the item", function()
+    local c = client()
+    assert.has_error(function() c:upload_many({ { "image", { data = "x", fielname = "a.jpg" } } }) end,
+      "bad argument #1 to 'upload_many' (item 1: unknown field 'fielname'; did you mean 'filename'?)")
+    assert.has_error(function() c:upload_many({ { "image", helper.fixture("image.jpg") },
+      { "image", { file = function() end } } }) end,
+      "bad argument #1 to 'upload_many' (item 2: field 'size' expected: a reader declares its length)")
+    local f = assert(io.open(helper.fixture("image.jpg"), "rb"))
+    assert.has_error(function() c:upload_many({ { "image", { file = f } }, { "image", { file = f } } }) end,
+      "bad argument #1 to 'upload_many' (item 2: the file handle of item 1 again: a handle has one position)")
+    f:close()
+    assert.equal(0, #emu:requests())
+  end)
+
   it("runs concurrency transfers at once, each on its own connection", function()
     local list = {}
     for i = 1, 12 do list[i] = { "image", helper.fixture("image.jpg") } end
@@ -98,8 +164,20 @@ describe("upload_many and get_many", function()
 
   it("a token refused in the middle of a batch is replaced once; every item it failed replays", function()
     local c = client()
-    local list = {}
-    for i = 1, 12 do list[i] = { "image", helper.fixture("image.jpg") } end
+    -- paths, bytes and seekable handles: a replay sends each whole again
+    local png, gif = helper.read(helper.fixture("image.png")), helper.read(helper.fixture("image.gif"))
+    local list, handles, want = {}, {}, {}
+    for i = 1, 12 do
+      local form = i % 3
+      if form == 0 then
+        list[i], want[i] = { "image", helper.fixture("image.jpg") }, helper.read(helper.fixture("image.jpg"))
+      elseif form == 1 then
+        list[i], want[i] = { "image", { data = png, filename = "p" .. i .. ".png" } }, png
+      else
+        handles[#handles + 1] = assert(io.open(helper.fixture("image.gif"), "rb"))
+        list[i], want[i] = { "image", { file = handles[#handles] } }, gif
+      end
+    end
     local done = 0
     -- after the third item, the token expires on the server's clock (the client's clock still finds
     -- it fresh): every upload sent with it from then on is refused with 42001
@@ -107,6 +185,7 @@ describe("upload_many and get_many", function()
       done = done + 1
       if done == 3 then emu:clock(7201) end
     end })
+    for _, f in ipairs(handles) do f:close() end
     assert.equal(0, failed)
     for _, r in ipairs(results) do assert.is_string(r[1].media_id) end
     local refused = 0
@@ -117,6 +196,7 @@ describe("upload_many and get_many", function()
     assert.equal(12 + refused, #emu:requests("upload"))
     -- the first token, then one refresh for every refusal
     assert.equal(2, #emu:requests("stable_token"))
+    assert.same(want, stored(c, results))
   end)
 
   it("a token that expired before the batch: its first uploads, refused at once, cost one refresh", function()
@@ -252,7 +332,7 @@ describe("upload_many and get_many", function()
     assert.has_error(function() c:upload_many("image") end,
       "bad argument #1 to 'upload_many' (table expected, got string)")
     assert.has_error(function() c:upload_many({ { "image", helper.fixture("image.jpg") }, "x" }) end,
-      "bad argument #1 to 'upload_many' (item 2: { type, path } expected)")
+      "bad argument #1 to 'upload_many' (item 2: { type, file } expected)")
     assert.has_error(function() c:get_many({ { "id" } }) end,
       "bad argument #1 to 'get_many' (item 1: { media_id, path } expected)")
     assert.has_error(function() c:upload_many({}, { concurrency = 0 }) end)

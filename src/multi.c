@@ -15,7 +15,8 @@
 **
 ** A transfer outlives the call that prepared it, and its callbacks refer to values on the Lua stack
 ** (its arguments, option strings, the tick, the slot for a raised error, on_file and the path it
-** returned): that stack segment is the transfer's frame. It is kept in a table in the registry, and
+** returned, an upload's bytes in memory or its reader and the reader's last string): that stack
+** segment is the transfer's frame. It is kept in a table in the registry, and
 ** pushed onto the stack of each wait, where the callbacks run; the transfer's stack indexes move with it.
 */
 #include <stdlib.h>
@@ -25,7 +26,7 @@
 
 #define WXMEDIA_MULTI "wxmedia.multi"
 #define MULTI_MAX 64            /* transfers at once */
-#define FRAME_MAX 16            /* values a prepared transfer keeps on the stack (9 at most today) */
+#define FRAME_MAX 16            /* values a prepared transfer keeps on the stack (11 at most today) */
 #define POLL_MS 100             /* a wait calls Lua at least this often (the interrupt of lua.c) */
 
 typedef int (*prepare_fn) (lua_State *L, wxm_session *s, wxm_transfer *t);
@@ -66,6 +67,10 @@ static void frame_move (slot *sl, int from) {
   sl->t.raised += delta;
   sl->t.keep += delta;
   if (sl->t.on_file != 0) sl->t.on_file += delta;
+  if (sl->t.source.reader != 0) {          /* an upload from a reader (upload_source.c) */
+    sl->t.source.reader += delta;
+    sl->t.source.chunk += delta;
+  }
   sl->from = from;
 }
 
@@ -84,19 +89,26 @@ static void push_frames (lua_State *L, wxm_multi *m) {
   }
 }
 
+/* The frame's value at stack index idx goes back to its place in the frame's table. */
+static void keep_value (lua_State *L, slot *sl, int idx) {
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, sl->table, idx - sl->from + 1);
+}
+
 /*
-** What a callback may have changed in a frame goes back to its table: the raised error and the kept
-** value (on_file's path). Into the array part the table was made with: nothing is allocated.
+** What a callback may have changed in a frame goes back to its table: the raised error, the kept
+** value (on_file's path) and a reader's last string (libcurl may take the rest of its bytes in a
+** later wait: the string must live until then). Into the array part the table was made with:
+** nothing is allocated.
 */
 static void keep_frames (lua_State *L, wxm_multi *m) {
   int i;
   for (i = 0; i < m->size; i++) {
     slot *sl = &m->slots[i];
     if (!sl->running) continue;
-    lua_pushvalue(L, sl->t.raised);
-    lua_rawseti(L, sl->table, sl->t.raised - sl->from + 1);
-    lua_pushvalue(L, sl->t.keep);
-    lua_rawseti(L, sl->table, sl->t.keep - sl->from + 1);
+    keep_value(L, sl, sl->t.raised);
+    keep_value(L, sl, sl->t.keep);
+    if (sl->t.source.reader != 0) keep_value(L, sl, sl->t.source.chunk);
   }
 }
 

@@ -384,12 +384,14 @@ end
 -- {====== many at once (wxmedia.many) ======
 
 -- The list's items: raises for one that is not a table of the right shape (misuse, like a bad argument).
-local function list_items(fname, list, shape, first_type)
+-- any_table: the second value may be any table (upload_many's sources, checked after), else a string
+-- or a table with a string path.
+local function list_items(fname, list, shape, first_type, any_table)
   local items = {}
   for i = 1, #list do
     local it = list[i]
     local a, b = type(it) == "table" and (it[1] or it[first_type]), type(it) == "table" and (it[2] or it.path)
-    local file = type(b) == "table" and type(b.path) == "string"
+    local file = type(b) == "table" and (any_table or type(b.path) == "string")
     if type(a) ~= "string" or (type(b) ~= "string" and not file) then
       error(format("bad argument #1 to '%s' (item %d: %s expected)", fname, i, shape), 3)
     end
@@ -407,26 +409,28 @@ local function check_concurrency(fname, opts)
 end
 
 -- syntax: results, failed = client:upload_many(list [, opts])
--- list: { { type, path }, ... } (or { type =, path = }; path may be client:check's table). Each item
--- is checked, sent and retried as upload does, opts.concurrency (default 4) at once; results[i] is
--- { res, err, details } for list[i]; failed counts the items that failed.
+-- list: { { type, file }, ... } (or { type =, path = file }); file: any form upload takes (a path,
+-- { data = }, a file handle or a reader, client:check's table). Each item is checked, sent and retried
+-- as upload does, opts.concurrency (default 4) at once; results[i] is { res, err, details } for
+-- list[i]; failed counts the items that failed.
 function _M.upload_many(self, list, opts)
   check_arg(1, "upload_many", list, "table")
   check_arg(2, "upload_many", opts, "table?")
   check_call_options("upload_many", opts)
   check_concurrency("upload_many", opts)
-  local items = list_items("upload_many", list, "{ type, path }", "type")
+  local items = list_items("upload_many", list, "{ type, file }", "type", true)
+  local handles = {}
   for _, item in ipairs(items) do
-    local file = item.path
-    if type(file) == "table" then
-      if file.type == item.type then item.file = file end
-      item.path = file.path
+    local file, i = item.path, item.i
+    local why = source.problem(file)
+    -- two items reading one handle at once would each send the other's bytes
+    local f = not why and source.handle(file)
+    if f and handles[f] then
+      why = format("the file handle of item %d again: a handle has one position", handles[f])
     end
-    -- a batch streams files; bytes and readers go up one at a time through upload
-    if type(item.path) ~= "string" then
-      error(format("bad argument #1 to 'upload_many' (item %d: a path, or client:check's table of a "
-        .. "path, expected; upload data or a reader with upload)", item.i), 2)
-    end
+    if why then error(format("bad argument #1 to 'upload_many' (item %d: %s)", i, why), 2) end
+    if f then handles[f] = i end
+    item.source, item.path = file, nil
   end
   return many.run(self, "upload", items, opts, policy(self, opts))
 end

@@ -11,8 +11,8 @@ local error, ipairs, pcall, setmetatable = error, ipairs, pcall, setmetatable
 local huge, remove = math.huge, table.remove
 local answer = require "wxmedia.answer"
 local errors = require "wxmedia.errors"
-local media = require "wxmedia.media"
 local retry = require "wxmedia.retry"
+local source = require "wxmedia.source"
 local transport = require "wxmedia.transport"
 
 local _M = {}
@@ -86,6 +86,7 @@ end
 
 local function settle(b, item, res, msg, details)
   b.results[item.i] = { res, msg, details }
+  item.file, item.send = nil, nil     -- bytes spooled for it go to the collector
   b.done = b.done + 1
   if not res then
     b.failed = b.failed + 1
@@ -214,27 +215,46 @@ end
 
 local STARTS = {}
 
+-- An item's source, checked at its start (upload's checks, wxmedia.source), made ready to be sent
+-- at every attempt. A one-shot source (a reader, a pipe) is read into memory here, at most the type's
+-- limit, which check enforced: a batch replays every item a refused token failed and retries each on
+-- its own, which a stream read once could not do (it would fail where a path goes through), and a
+-- slow reader would hold up every transfer of the wait it runs in. A seekable handle is read again
+-- from its position at each attempt, unless the backend takes no reader (as upload does).
+-- Returns true, or nil, message, details (kind input).
+local function prepare_upload(b, item)
+  local file = item.source
+  if not source.checked(file, item.type) then
+    local msg, details
+    file, msg, details = source.check(item.type, file, { limits = b.policy.limits, stat = transport.stat })
+    if not file then return nil, msg, details end
+  end
+  if source.once(file) or not b.client.takes_readers then
+    local msg, details
+    file, msg, details = source.spool(file)
+    if not file then return nil, msg, details end
+  end
+  item.file, item.what = file, "cannot upload " .. source.name(file)
+  -- the checked file of a path is the core's options (filename, content_type, size): a table less per item
+  local progress = progress_of(b, item)
+  item.send = (progress or not file.path) and { filename = file.filename, content_type = file.content_type,
+    size = file.size, progress = progress } or file
+  return true
+end
+
 function STARTS.upload(b, item)
   if not item.send then
-    local file = item.file
-    if not file then
-      local msg, details
-      file, msg, details = media.check(item.type, item.path,
-        { limits = b.policy.limits, stat = transport.stat })
-      if not file then return settle(b, item, nil, msg, details) end
-      item.file = file
-    end
-    item.what = "cannot upload " .. file.path
-    -- the checked file is the core's options (filename, content_type, size): a table less per item
-    local progress = progress_of(b, item)
-    item.send = progress and { filename = file.filename, content_type = file.content_type, size = file.size,
-      progress = progress } or file
+    local ok, msg, details = prepare_upload(b, item)
+    if not ok then return settle(b, item, nil, msg, details) end
   end
   local tok, msg, details = b.client.tokens:get()
   if not tok then return attempt_failed(b, item, nil, msg, details) end
   item.tok = tok
   local file = item.file
-  return start_transfer(b, item, b.multi:upload(tok, file.type, file.path, item.send))
+  local body
+  body, msg, details = source.body(file)      -- a path, { data = }, or a handle's reader from its start
+  if not body then return attempt_failed(b, item, nil, msg, details) end
+  return start_transfer(b, item, b.multi:upload(tok, file.type, body, item.send))
 end
 
 function STARTS.get(b, item)
@@ -287,7 +307,8 @@ local function run(b)
   end
 end
 
--- op: "upload" or "get"; items: { i, type, path } or { i, media_id, path }, checked by the client.
+-- op: "upload" or "get"; items: { i, type, source } (source: what upload takes, its shape checked) or
+-- { i, media_id, path }, checked by the client.
 -- opts: the call's options; policy: the client's policy for them (wxmedia.client).
 -- Returns results (in input order, { res, err, details } each) and the count of failures, or
 -- nil, message, details when the batch cannot run at all (the core cannot be loaded).

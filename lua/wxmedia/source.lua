@@ -53,42 +53,55 @@ local function shape_of(x)
   return io_shape or type(x)
 end
 
--- Raises, at the caller's caller, unless v is a path, a table check returned, or one of the tables
--- above with fields of the right types.
-function _M.check_arg(n, fname, v, level)
-  level = (level or 1) + 1
+-- What is wrong with v as an upload's source (a path, a table check returned, or one of the tables
+-- above with fields of the right types), as the text of a bad argument; nil when nothing is.
+function _M.problem(v)
   local t = type(v)
-  if t == "string" or (t == "table" and (checked[v] or type(v.path) == "string")) then return end
+  if t == "string" or (t == "table" and (checked[v] or type(v.path) == "string")) then return nil end
   if t ~= "table" then
-    bad(n, fname, format("string or table expected, got %s", v == nil and "no value" or t), level)
+    return format("string or table expected, got %s", v == nil and "no value" or t)
   end
   for k, x in pairs(v) do
     local expected = FIELDS[k]
     if not expected then
       local hint = type(k) == "string" and require("wxmedia.config").suggest(k, field_names())
-      bad(n, fname, format("unknown field '%s'%s", tostring(k),
-        hint and ("; did you mean '" .. hint .. "'?") or ""), level)
+      return format("unknown field '%s'%s", tostring(k), hint and ("; did you mean '" .. hint .. "'?") or "")
     end
     local got = k == "file" and shape_of(x) or type(x)
     if not (expected == got or (k == "file" and (got == "file handle" or got == "function"))) then
-      bad(n, fname, format("field '%s': %s expected, got %s", k, expected, got), level)
+      return format("field '%s': %s expected, got %s", k, expected, got)
     end
   end
-  if v.name == "" then bad(n, fname, "field 'name' is empty", level) end
+  if v.name == "" then return "field 'name' is empty" end
   if (v.data == nil) == (v.file == nil) then
-    bad(n, fname, "a table with data = bytes, or with file = a file handle or a reader, expected", level)
+    return "a table with data = bytes, or with file = a file handle or a reader, expected"
   end
   local size = v.size
   if size ~= nil then
-    if v.data ~= nil then bad(n, fname, "field 'size' is for a file handle or a reader", level) end
+    if v.data ~= nil then return "field 'size' is for a file handle or a reader" end
     if size ~= size or size < 0 or size >= 2 ^ 53 or size % 1 ~= 0 then
-      bad(n, fname, "field 'size': a whole number of bytes expected", level)
+      return "field 'size': a whole number of bytes expected"
     end
   elseif type(v.file) == "function" then
-    bad(n, fname, "field 'size' expected: a reader declares its length", level)
+    return "field 'size' expected: a reader declares its length"
   elseif v.file and not v.file:seek() then
-    bad(n, fname, "field 'size' expected: the file handle cannot seek (a pipe?)", level)
+    return "field 'size' expected: the file handle cannot seek (a pipe?)"
   end
+  return nil
+end
+
+-- Raises, at the caller's caller, what problem finds in v.
+function _M.check_arg(n, fname, v, level)
+  if type(v) == "string" then return end     -- a path: the common case, without a call more
+  local msg = _M.problem(v)
+  if msg then bad(n, fname, msg, (level or 1) + 1) end
+end
+
+-- The open file handle a source reads from (one a batch must not share between items: a handle
+-- has one position), or nil.
+function _M.handle(v)
+  local f = type(v) == "table" and v.file
+  return io_type(f) == "file" and f or nil
 end
 
 -- Reads from read until `want` bytes are had or it ends: the bytes, or nil, message.
@@ -241,6 +254,12 @@ function _M.failed(file, msg, details)
     st.failure = { msg, details }
   end
   return nil, msg, details
+end
+
+-- Is file a checked one-shot source (a reader, a pipe), which can be read only once?
+function _M.once(file)
+  local st = checked[file]
+  return st ~= nil and st.form == "once"
 end
 
 -- A checked one-shot source or seekable handle read whole into memory, as a checked data table (for
