@@ -39,6 +39,15 @@ function nginx_helper.private_http(prefix)
   }, "\n")
 end
 
+-- The listen lines: on 127.0.0.1, or on each address of `addresses` (all on the same port).
+local function listen(addresses, port, reuseport)
+  local lines = {}
+  for i, address in ipairs(addresses or { "127.0.0.1" }) do
+    lines[i] = "    listen " .. address .. ":" .. port .. (reuseport and " reuseport" or "") .. ";"
+  end
+  return table.concat(lines, "\n")
+end
+
 -- The whole nginx.conf. opts.http is put inside http{} before the server, opts.server inside server{}.
 local function render(prefix, port, opts)
   -- nginx resolves relative paths against its prefix, so the repo root must be absolute
@@ -63,7 +72,7 @@ local function render(prefix, port, opts)
     ('  lua_package_cpath "%s/build/luajit/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";'):format(root),
     opts.http or "",
     "  server {",
-    "    listen 127.0.0.1:" .. port .. (opts.reuseport and " reuseport" or "") .. ";",
+    listen(opts.listen, port, opts.reuseport),
     opts.server or "",
     "  }",
     "}",
@@ -80,6 +89,8 @@ end
 
 -- Starts nginx; opts: { workers = 4, main = "...", http = "...", server = "...",
 -- thread_pool = true|false, reuseport = bool, log_level = "info", package_path = "extra/?.lua;",
+-- listen = { addresses } (default { "127.0.0.1", which base_url names }; others only in a network
+-- namespace of the spec's own, see core_redirect_spec.lua),
 -- env = { NAME = value } (the environment nginx starts with; `env NAME;` in main keeps one for
 -- the workers), conf = function(prefix, port) -> the whole nginx.conf (instead of the one made from
 -- the options above: it must write its pid to prefix/nginx.pid and its error log to prefix/error.log) }.
