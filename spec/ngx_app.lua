@@ -115,6 +115,9 @@ end
 
 -- arg exit_after=S: a light thread ends the request with ngx.exit after S seconds, whatever the
 -- transfer is doing (which kills the request's coroutine in the middle of the call).
+-- arg own_abort: the handler registers its own ngx.on_abort before the transfer, which calls
+-- wxmedia.ngx.client_aborted() ("call") or not ("silent"); the result's kind is then counted in the
+-- test dict (the client that went away never reads the answer), see /kinds.
 function _M.get()
   local exit_after = tonumber(ngx.var.arg_exit_after)
   if exit_after then
@@ -123,8 +126,15 @@ function _M.get()
       ngx.exit(204)
     end)
   end
+  local own_abort = ngx.var.arg_own_abort
+  if own_abort then
+    assert(ngx.on_abort(function()
+      if own_abort == "call" then wxngx.client_aborted() end
+    end))
+  end
   local path = config.tmpdir .. "/got-" .. ngx.worker.pid() .. "-" .. ngx.now()
   local res, err, details = client():get(ngx.var.arg_media_id, path)
+  if own_abort then ngx.shared.test:incr("kind:" .. (details and details.kind or "none"), 1, 0) end
   if res then res.path = nil end
   local data
   local f = io.open(path, "rb")
@@ -179,6 +189,16 @@ function _M.state()
   answer({ init_error = ngx.shared.test:get("init_error"),
     init_worker_error = ngx.shared.test:get("init_worker_error"),
     tries = cjson.decode(ngx.shared.test:get("tries") or "null") })
+end
+
+-- The kinds of the results /get?own_abort= counted: { [kind] = n }.
+function _M.kinds()
+  local kinds = {}
+  for _, key in ipairs(ngx.shared.test:get_keys(0)) do
+    local kind = key:match("^kind:(.*)$")
+    if kind then kinds[kind] = ngx.shared.test:get(key) end
+  end
+  answer({ kinds = kinds })
 end
 
 -- The counters, as an operator's status location shows them (?format=json, else text).

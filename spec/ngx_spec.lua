@@ -13,6 +13,7 @@ local LOCATIONS = [[
     location = /ping   { content_by_lua_block { require("ngx_app").ping() } }
     location = /state  { content_by_lua_block { require("ngx_app").state() } }
     location = /locks  { content_by_lua_block { require("ngx_app").locks() } }
+    location = /kinds  { content_by_lua_block { require("ngx_app").kinds() } }
     location = /locktest { content_by_lua_block { require("ngx_app").locktest() } }
     location = /timer { content_by_lua_block { require("ngx_app").timer() } }
     location = /timer_result { content_by_lua_block { require("ngx_app").timer_result() } }
@@ -532,6 +533,45 @@ describe("wxmedia.ngx in nginx #once", function()
     assert.is_string(doc.res.media_id)
     local _, locks = json(ngx:curl("/locks"))
     assert.same({}, locks.keys)
+    assert.is_nil(ngx:error_log():find("[alert]", 1, true))
+  end)
+
+  it("stops them too when the handler registered its own ngx.on_abort and calls wxmedia.ngx.client_aborted() "
+    .. "from it; without that call they run on to their deadlines", function()
+    local ngx = start_nginx({ workers = 1, http = "  lua_check_client_abort on;", clients = {
+      -- 100 KB at 2 KiB/s would take 50 s: far within the deadline of `main`, and over that of `short`
+      -- (the abort flags live in lock_dict: a thread VM sees no request, but shared memory it does)
+      main = { thread_pool = "wxmedia", max_threads = 8, slot_wait = 1, retries = 0, deadline_base = 300,
+        shared_dict = "wxmedia_tokens", lock_dict = "wxmedia_locks" },
+      short = { thread_pool = "wxmedia", max_threads = 8, slot_wait = 1, retries = 0, deadline_base = 3,
+        shared_dict = "wxmedia_tokens", lock_dict = "wxmedia_locks" } } })
+    finally(function() ngx:stop() end)
+    local id = big_media(ngx.tmp)
+    local function kinds() return select(2, json(ngx:curl("/kinds"))).kinds end
+
+    emu:fault({ route = "get", kind = "drip", rate = 2048, count = 4 })
+    local answers = answers_of(background(ngx, 4, "/get?own_abort=call&media_id=" .. id, "--max-time 2"), 4)
+    for _, a in ipairs(answers) do assert.equal(28, a.rc) end   -- curl's "timed out"
+    wait_for("the 4 transfers to stop", function()
+      local c = counters(ngx)
+      return c.threads_busy == 0 and c.aborts == 4
+    end, 20)
+    wait_for("the 4 handlers to count their results", function() return (kinds().client_closed or 0) == 4 end)
+    assert.same({ client_closed = 4 }, kinds())
+    assert.equal(0, counters(ngx).deadlines)
+
+    -- the same handler without the call: nothing tells wxmedia the clients left
+    emu:fault({ route = "get", kind = "drip", rate = 2048, count = 2 })
+    answers = answers_of(background(ngx, 2, "/get?client=short&own_abort=silent&media_id=" .. id,
+      "--max-time 1"), 2)
+    for _, a in ipairs(answers) do assert.equal(28, a.rc) end
+    wait_for("the 2 transfers to reach their deadlines", function()
+      local c = counters(ngx)      -- both clients count in lock_dict
+      return c.threads_busy == 0 and c.deadlines == 2
+    end, 30)
+    wait_for("the 2 handlers to count their results", function() return (kinds().timeout or 0) == 2 end)
+    assert.same({ client_closed = 4, timeout = 2 }, kinds())
+    assert.equal(4, counters(ngx).aborts)           -- none more
     assert.is_nil(ngx:error_log():find("[alert]", 1, true))
   end)
 
