@@ -6,6 +6,8 @@ local helper = require "helper"
 local cli = require "cli_helper"
 
 local TRY = "Try 'wxmedia --help' for more information.\n"
+local MULTI_MAX = require("wxmedia.core").MULTI_MAX
+local PARALLEL = "wxmedia: option '--parallel' needs a whole number from 1 to " .. MULTI_MAX .. ", "
 local function try(command) return "Try 'wxmedia help " .. command .. "' for more information.\n" end
 
 describe("wxmedia command messages", function()
@@ -39,6 +41,20 @@ describe("wxmedia command messages", function()
     { { "upload", "image" }, 2, "wxmedia: upload needs a TYPE and at least one FILE\n" .. try("upload") },
     { { "upload", "image", "-", "-" }, 2, "wxmedia: standard input ('-') can be read only once\n" .. try("upload") },
     { { "upload", "image", "a.jpg", "-o", "x" }, 2, "wxmedia: option '-o' is for get only\n" .. try("upload") },
+    -- --parallel: uploads only, without --reuse (which goes one file at a time), 1 to the core's MULTI_MAX
+    { { "upload", "image", "a.jpg", "b.jpg", "--parallel", "2", "--reuse" }, 2,
+      "wxmedia: option '--parallel' does not go with '--reuse'\n" .. try("upload") },
+    { { "get", "ID", "--parallel", "2" }, 2, "wxmedia: option '--parallel' is for upload only\n" .. try("get") },
+    { { "send", "oOPENID", "image", "a.jpg", "--parallel", "2" }, 2,
+      "wxmedia: option '--parallel' is for upload only\n" .. try("send") },
+    { { "upload", "image", "a.jpg", "--parallel" }, 2, "wxmedia: option '--parallel' needs a value\n" .. TRY },
+    { { "upload", "image", "a.jpg", "--parallel", "0" }, 2, PARALLEL .. "not '0'\n" .. try("upload") },
+    { { "upload", "image", "a.jpg", "--parallel", tostring(MULTI_MAX + 1) }, 2,
+      PARALLEL .. "not '" .. (MULTI_MAX + 1) .. "'\n" .. try("upload") },
+    { { "upload", "image", "a.jpg", "--parallel", "1.5" }, 2, PARALLEL .. "not '1.5'\n" .. try("upload") },
+    { { "upload", "image", "a.jpg", "--parallel", "-1" }, 2, PARALLEL .. "not '-1'\n" .. try("upload") },
+    { { "upload", "image", "a.jpg", "--parallel", "1e400" }, 2, PARALLEL .. "not '1e400'\n" .. try("upload") },
+    { { "upload", "image", "a.jpg", "--parallel=" }, 2, PARALLEL .. "not ''\n" .. try("upload") },
     { { "get" }, 2, "wxmedia: get needs one MEDIA_ID, not 0\n" .. try("get") },
     { { "get", "a", "b" }, 2, "wxmedia: get needs one MEDIA_ID, not 2\n" .. try("get") },
     { { "get", "--reuse", "x" }, 2, "wxmedia: option '--reuse' is for upload and send only\n" .. try("get") },

@@ -161,6 +161,51 @@ describe("wxmedia command", function()
     end)
   end)
 
+  describe("upload --parallel", function()
+    -- The first upload request the emulator gets is held HOLD seconds (a delay fault): the other
+    -- files' requests are answered meanwhile if they were sent at once, after it if one at a time.
+    -- Ordering and connections are asserted, not durations; HOLD only has to outlast three small
+    -- uploads on loopback.
+    local HOLD = 4
+    local FILES = { fixture("image.jpg"), fixture("image.png"), fixture("image.gif"), fixture("thumb.jpg") }
+
+    -- Uploads FILES with --parallel n; checks the output (every file, in order); returns the upload
+    -- requests of the log (in the order they ended), the held one's place there, and the number of
+    -- distinct connections they came on.
+    local function upload_held(n)
+      emu:fault({ route = "upload", kind = "delay", seconds = HOLD, count = 1 })
+      local args = { "upload", "image", "--parallel", tostring(n) }
+      for _, file in ipairs(FILES) do args[#args + 1] = file end
+      local r = wxmedia(args, creds)
+      assert.equal(0, r.code, r.err)
+      local lines = {}
+      for file in r.out:gmatch("[%w_%-]+  ([^\n]+)\n") do lines[#lines + 1] = file end
+      assert.same(FILES, lines)
+      local log, held, connections, seen = emu:requests("upload"), nil, 0, {}
+      for i, e in ipairs(log) do
+        if e.fault == "delay" then held = i end
+        local c = e.worker .. ":" .. e.connection
+        if not seen[c] then seen[c], connections = true, connections + 1 end
+      end
+      assert.equal(4, #log)
+      return log, held, connections
+    end
+
+    it("4 sends 4 files at once, on 4 connections: three are answered while the first is held", function()
+      local _, held, connections = upload_held(4)
+      assert.equal(4, held)
+      assert.equal(4, connections)
+    end)
+
+    it("1 sends them one at a time, on one connection: none before the held one is answered", function()
+      local log, held, connections = upload_held(1)
+      assert.equal(1, held)
+      assert.equal(1, connections)
+      -- the same connection, request after request (the token's may have come first on it)
+      for i, e in ipairs(log) do assert.equal(log[1].connection_requests + i - 1, e.connection_requests) end
+    end)
+  end)
+
   describe("upload --reuse", function()
     it("uploads once, then prints the recorded media_id with 'reused'; one token for both runs", function()
       local store = tmp .. "/store-" .. tostring(math.random(1e9)) .. ".json"
