@@ -54,6 +54,7 @@ describe("wxmedia command messages", function()
     { { "upload", "image", "a.jpg", "--parallel", "1.5" }, 2, PARALLEL .. "not '1.5'\n" .. try("upload") },
     { { "upload", "image", "a.jpg", "--parallel", "-1" }, 2, PARALLEL .. "not '-1'\n" .. try("upload") },
     { { "upload", "image", "a.jpg", "--parallel", "1e400" }, 2, PARALLEL .. "not '1e400'\n" .. try("upload") },
+    { { "upload", "image", "a.jpg", "--parallel", "0x10" }, 2, PARALLEL .. "not '0x10'\n" .. try("upload") },
     { { "upload", "image", "a.jpg", "--parallel=" }, 2, PARALLEL .. "not ''\n" .. try("upload") },
     { { "get" }, 2, "wxmedia: get needs one MEDIA_ID, not 0\n" .. try("get") },
     { { "get", "a", "b" }, 2, "wxmedia: get needs one MEDIA_ID, not 2\n" .. try("get") },
@@ -61,6 +62,8 @@ describe("wxmedia command messages", function()
     { { "get", "ID", "-o", "-", "--json" }, 2,
       "wxmedia: '-o -' writes the medium to standard output: it cannot be used with --json\n" .. try("get") },
     { { "token", "extra" }, 2, "wxmedia: token takes no arguments\n" .. try("token") },
+    { { "--retries", "1e400", "token" }, 2, "wxmedia: option '--retries' needs a whole number >= 0, not '1e400'\n"
+      .. try("token") },
     { { "--retries", "x", "token" }, 2, "wxmedia: option '--retries' needs a whole number >= 0, not 'x'\n"
       .. try("token") },
     { { "--timeout", "0", "token" }, 2, "wxmedia: option '--timeout' needs a number of seconds > 0, not '0'\n"

@@ -6,7 +6,7 @@ local config = require "wxmedia.config"
 local media = require "wxmedia.media"
 local message = require "wxmedia.message"
 
-local math, pairs, table, tonumber = math, pairs, table, tonumber
+local pairs, table, tonumber = pairs, table, tonumber
 local format = string.format
 
 local _M = {}
@@ -148,6 +148,12 @@ local function check_words(opts)
   return nil
 end
 
+-- A whole number written in decimal digits only ("1e400", "0x10", "1.0" and "-1" are not), or nil.
+local function whole(text)
+  if type(text) ~= "string" or not text:find("^%d+$") or #text > 15 then return nil end
+  return tonumber(text)
+end
+
 local function check_options(opts)
   if opts.output and opts.command ~= "get" then return "option '-o' is for get only" end
   if opts.reuse and opts.command ~= "upload" and opts.command ~= "send" then
@@ -161,15 +167,15 @@ local function check_options(opts)
     return "'-o -' writes the medium to standard output: it cannot be used with --json"
   end
   if opts.retries then
-    local r = tonumber(opts.retries)
-    if not r or r < 0 or r ~= math.floor(r) then
+    local r = whole(opts.retries)
+    if not r then
       return format("option '--retries' needs a whole number >= 0, not '%s'", opts.retries)
     end
     opts.retries = r
   end
   if opts.parallel then
-    local p, max = tonumber(opts.parallel), require("wxmedia.transport").multi_max() or 64
-    if not p or p < 1 or p > max or p ~= math.floor(p) then
+    local p, max = whole(opts.parallel), require("wxmedia.transport").multi_max() or 64
+    if not p or p < 1 or p > max then
       return format("option '--parallel' needs a whole number from 1 to %d, not '%s'", max, opts.parallel)
     end
     opts.parallel = p
