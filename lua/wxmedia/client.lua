@@ -237,22 +237,12 @@ function _M.upload(self, mtype, file, opts)
     check_call_options("upload", opts)
   end
   local p = policy(self, opts)
-  if not source.checked(file, mtype) then
-    local msg, details
-    file, msg, details = source.check(mtype, file, p.check)
-    if not file then return nil, msg, details end
-  end
   -- a backend in another Lua VM takes no reader: a file handle's or a reader's bytes are read into
-  -- memory here, once (at most the type's limit, which check enforced), as media_id reads them
-  if not self.takes_readers then
-    local msg, details
-    file, msg, details = source.spool(file)
-    if not file then return nil, msg, details end
-  end
-  -- the checked file holds the core's options (filename, content_type, size): a table less per call
-  -- (a path's only: the table of bytes would carry them twice into an nginx worker thread)
-  local send = (p.progress or not file.path) and { filename = file.filename, content_type = file.content_type,
-    progress = p.progress, size = file.size } or file
+  -- memory, once (at most the type's limit, which check enforced), as media_id reads them
+  local ready, send, details = source.ready(mtype, file, p.check, not self.takes_readers and "all" or nil,
+    p.progress)
+  if not ready then return nil, send, details end
+  file = ready
   return retry.run(p, attempt_with_token, self, "cannot upload " .. source.name(file), upload_exchange,
     file, send)
 end

@@ -13,7 +13,6 @@ local answer = require "wxmedia.answer"
 local errors = require "wxmedia.errors"
 local retry = require "wxmedia.retry"
 local source = require "wxmedia.source"
-local transport = require "wxmedia.transport"
 
 local _M = {}
 
@@ -223,22 +222,10 @@ local STARTS = {}
 -- from its position at each attempt, unless the backend takes no reader (as upload does).
 -- Returns true, or nil, message, details (kind input).
 local function prepare_upload(b, item)
-  local file = item.source
-  if not source.checked(file, item.type) then
-    local msg, details
-    file, msg, details = source.check(item.type, file, { limits = b.policy.limits, stat = transport.stat })
-    if not file then return nil, msg, details end
-  end
-  if source.once(file) or not b.client.takes_readers then
-    local msg, details
-    file, msg, details = source.spool(file)
-    if not file then return nil, msg, details end
-  end
-  item.file, item.what = file, "cannot upload " .. source.name(file)
-  -- the checked file of a path is the core's options (filename, content_type, size): a table less per item
-  local progress = progress_of(b, item)
-  item.send = (progress or not file.path) and { filename = file.filename, content_type = file.content_type,
-    size = file.size, progress = progress } or file
+  local file, send, details = source.ready(item.type, item.source, b.policy.check,
+    b.client.takes_readers and "once" or "all", progress_of(b, item))
+  if not file then return nil, send, details end
+  item.file, item.send, item.what = file, send, "cannot upload " .. source.name(file)
   return true
 end
 

@@ -262,6 +262,27 @@ function _M.once(file)
   return st ~= nil and st.form == "once"
 end
 
+-- syntax: file, send = source.ready(type, v, check_opts, spool, progress)
+-- What an upload sends, from any form: v checked (unless it is check's table for the type), read
+-- into memory when spool says so ("all": a handle or a reader, for a backend in another Lua VM;
+-- "once": a one-shot source only), and the core's options for it. A path's checked table is itself
+-- those options (filename, content_type, size): a table less per call; bytes get a table of their
+-- own (theirs would carry the bytes twice into an nginx worker thread). Or nil, message, details.
+function _M.ready(mtype, v, check_opts, spool, progress)
+  local file, msg, details = v
+  if not _M.checked(file, mtype) then
+    file, msg, details = _M.check(mtype, file, check_opts)
+    if not file then return nil, msg, details end
+  end
+  if spool == "all" or (spool == "once" and _M.once(file)) then
+    file, msg, details = _M.spool(file)
+    if not file then return nil, msg, details end
+  end
+  local send = (progress or not file.path) and { filename = file.filename, content_type = file.content_type,
+    progress = progress, size = file.size } or file
+  return file, send
+end
+
 -- A checked one-shot source or seekable handle read whole into memory, as a checked data table (for
 -- media_id, which hashes the very bytes it sends); any other checked table as it is. Memory is
 -- bounded by the type's limit, which check enforced on the size. Or nil, message, details.

@@ -58,8 +58,11 @@ end
 -- semaphore per pool name and worker (module state is per worker).
 local semaphores = {}
 
+local semaphore
+
 local function new_semaphore(n)
-  return assert(require("ngx.semaphore").new(n or 0))
+  semaphore = semaphore or require "ngx.semaphore"
+  return assert(semaphore.new(n or 0))
 end
 
 local function slots(pool, size)

@@ -32,8 +32,8 @@ local reply = require "wxmedia.reply"
 local transport = require "wxmedia.transport"
 
 local ngx = ngx
-local error, io_open, pairs, pcall, setmetatable, tostring, type =
-  error, io.open, pairs, pcall, setmetatable, tostring, type
+local error, io_open, pairs, pcall, select, setmetatable, tostring, type =
+  error, io.open, pairs, pcall, select, setmetatable, tostring, type
 local format = string.format
 local max = math.max
 
@@ -337,11 +337,15 @@ local function proc_stat(pid)
   return stat:match("^%d+ %b() (%a) (%d+)")
 end
 
+-- This worker's master (its parent), read once per worker; false without /proc.
+local master_pid
+
 -- Has worker `pid` of this nginx died? Only when /proc says so: it is gone, a zombie, or another
 -- master's child (its pid reused). Without /proc nothing is known, and nothing is taken over.
 local function worker_died(pid)
   if pid == tostring(ngx.worker.pid()) then return false end
-  local _, master = proc_stat("self")
+  if master_pid == nil then master_pid = select(2, proc_stat("self")) or false end
+  local master = master_pid
   if not master then return false end
   local state, parent = proc_stat(pid)
   return state == nil or state == "Z" or state == "X" or parent ~= master
