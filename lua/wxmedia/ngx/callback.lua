@@ -325,7 +325,7 @@ end
 
 -- The worker a pending state names, or nil for a settled state.
 local function owner_of(state)
-  return type(state) == "string" and state:sub(1, #PENDING) == PENDING and state:sub(#PENDING + 1) or nil
+  return type(state) == "string" and state:match("^" .. PENDING .. "(%d+)$") or nil
 end
 
 -- A process's state letter and parent pid, from /proc (Linux); nil when it cannot be read.
